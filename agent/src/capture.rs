@@ -1,0 +1,174 @@
+//! `edge-agent capture`: a source, the fragmenter and a file, nothing else.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use fragmenter::{FragmentEvent, FragmentPolicy, Fragmenter, Timestamp};
+use hardware::{AudioSource, Capture, CaptureOptions, VideoSource};
+use tracing::{info, warn};
+
+use crate::cli::CaptureArgs;
+use crate::output::{Container, FileOutput};
+
+/// How long a source may stay silent before capture gives up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What was captured, printed at the end.
+#[derive(Debug, Default)]
+struct Totals {
+    fragments: u64,
+    frames_per_track: [u64; 3],
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+}
+
+pub fn run(args: &CaptureArgs) -> Result<()> {
+    // Check everything that can be checked before a pipeline starts.
+    if args.duration.is_zero() {
+        bail!("--duration must be greater than zero (got {:?})", args.duration);
+    }
+    let policy = FragmentPolicy::new(args.fragment).context("--fragment")?;
+    Container::from_path(&args.output).context("-o/--output")?;
+    let video: VideoSource = args.source.parse().context("--source")?;
+    let audio: AudioSource = match &args.audio {
+        Some(a) => a.parse().context("--audio")?,
+        None => match video {
+            VideoSource::Test => AudioSource::Test,
+            _ => AudioSource::FromSource,
+        },
+    };
+    let opts = CaptureOptions {
+        fragment_duration: args.fragment,
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        video_bitrate_kbps: args.bitrate,
+        audio,
+        ..CaptureOptions::default()
+    };
+
+    let mut capture =
+        Capture::start(&video, &opts).with_context(|| format!("cannot start source {:?}", args.source))?;
+    let tracks = capture.tracks().to_vec();
+    for t in &tracks {
+        info!(track = t.id.get(), codec = t.mkv_codec_id(), name = %t.name, "track");
+    }
+    let mut fragmenter = Fragmenter::new(&tracks, policy)?;
+    let started = Instant::now();
+    let mut output: Option<FileOutput> = None;
+    let mut totals = Totals::default();
+    let mut events = Vec::new();
+    let mut first_pts: Option<Timestamp> = None;
+    let mut frame_log = match &args.frame_log {
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("cannot create frame log {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "fragment,track,pts_ns,dts_ns,keyframe,bytes")?;
+            Some(w)
+        }
+        None => None,
+    };
+
+    let mut write =
+        |events: &mut Vec<FragmentEvent>, output: &mut Option<FileOutput>, totals: &mut Totals| -> Result<()> {
+            for e in events.drain(..) {
+                if output.is_none() {
+                    let start = match &e {
+                        FragmentEvent::Start { start, .. } => *start,
+                        _ => unreachable!("the first event is a Start"),
+                    };
+                    *output = Some(FileOutput::create(&args.output, &tracks, start)?);
+                }
+                match &e {
+                    FragmentEvent::Start { start, .. } => {
+                        totals.first.get_or_insert(*start);
+                    }
+                    FragmentEvent::Frame(f) => {
+                        if let Some(log) = frame_log.as_mut() {
+                            writeln!(
+                                log,
+                                "{},{},{},{},{},{}",
+                                totals.fragments,
+                                f.track.get(),
+                                f.pts.as_nanos(),
+                                f.dts.as_nanos(),
+                                u8::from(f.keyframe),
+                                f.data.len()
+                            )?;
+                        }
+                        totals.frames_per_track[f.track.index()] += 1;
+                        totals.last = Some(totals.last.map_or(f.pts, |l| l.max(f.pts)));
+                    }
+                    FragmentEvent::End(s) => {
+                        totals.fragments += 1;
+                        info!(
+                            seq = s.seq,
+                            start = %s.start,
+                            duration_ms = s.duration().as_millis() as u64,
+                            frames = s.frames,
+                            bytes = s.bytes,
+                            closed_by = ?s.closed_by,
+                            "fragment"
+                        );
+                    }
+                }
+                output.as_mut().expect("created above").write(&e)?;
+            }
+            Ok(())
+        };
+
+    loop {
+        let Some(frame) = capture.next_frame(STALL_TIMEOUT).context("capture failed")? else {
+            info!("source ended");
+            break;
+        };
+        let first = *first_pts.get_or_insert(frame.pts);
+        if frame.pts.saturating_since(first) >= args.duration {
+            break;
+        }
+        if let Err(e) = fragmenter.push(frame, &mut events) {
+            warn!(error = %e, "frame refused");
+        }
+        write(&mut events, &mut output, &mut totals)?;
+    }
+    capture.stop();
+    fragmenter.finish(&mut events);
+    write(&mut events, &mut output, &mut totals)?;
+
+    let Some(output) = output else {
+        bail!("the source produced no frame a fragment could start on (no video key frame)");
+    };
+    let bytes = output.finish()?;
+    if let Some(mut log) = frame_log {
+        log.flush().context("cannot write the frame log")?;
+    }
+    let stats = fragmenter.stats();
+    let (first, last) = (totals.first.unwrap_or_default(), totals.last.unwrap_or_default());
+    println!(
+        "wrote {} : {} fragment(s), {} byte(s), {} .. {} ({:.3} s of media in {:.1} s)",
+        args.output.display(),
+        totals.fragments,
+        bytes,
+        first,
+        last,
+        (last - first).as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    for t in &tracks {
+        println!(
+            "  track {} {} {}: {} frame(s)",
+            t.id.get(),
+            t.mkv_codec_id(),
+            t.name,
+            totals.frames_per_track[t.id.index()]
+        );
+    }
+    if stats.dropped_awaiting_key_frame + stats.dropped_late > 0 {
+        println!(
+            "  left out: {} frame(s) before a key frame could start a fragment, {} late frame(s)",
+            stats.dropped_awaiting_key_frame, stats.dropped_late
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the system packages edge-agent builds and tests with, when they
+# are missing. Debian 12, Ubuntu 22.04+, Raspberry Pi OS (Bookworm).
+# Uses sudo when not root. Safe to run again: it installs nothing twice.
+set -euo pipefail
+
+packages=(
+  pkg-config build-essential
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice
+  gstreamer1.0-alsa
+  ffmpeg mkvtoolnix mediainfo
+  libclang-dev libudev-dev
+)
+# Raspberry Pi cameras; not packaged everywhere, so optional.
+optional=(gstreamer1.0-libcamera)
+
+if [ "${1:-}" = "--test" ]; then
+  # What the browser tests need on top (later issues).
+  packages+=(chromium fonts-liberation)
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for p in "${optional[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    if apt-cache show "$p" >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$p" || echo "note: optional $p not installed"
+    fi
+  fi
+done
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust 1.94 or newer (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+need="1.94.1"
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  echo "rustc $have is too old: edge-agent needs $need or newer (rustup update)" >&2
+  exit 1
+fi

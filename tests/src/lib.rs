@@ -1,0 +1,146 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: find the `edge-agent`
+//! binary, run it, and ask third-party tools (ffprobe, mkvinfo, GStreamer)
+//! what they make of its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `edge-agent` binary of this build (target/<profile>/edge-agent, next
+/// to the test executable's `deps/` folder). `make test` builds it first.
+pub fn edge_agent() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("edge-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p agent`, which `make test` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Run `edge-agent` with these arguments.
+pub fn run_agent(args: &[&str]) -> Output {
+    Command::new(edge_agent())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run edge-agent")
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Whether GStreamer has an element.
+pub fn have_gst_element(name: &str) -> bool {
+    Command::new("gst-inspect-1.0")
+        .arg(name)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Skip the test with a printed reason unless every tool is present.
+#[macro_export]
+macro_rules! require_tools {
+    ($($tool:expr),+) => {
+        for t in [$($tool),+] {
+            if !$crate::have(t) {
+                eprintln!("SKIPPED: {t} is not installed (scripts/install-deps.sh installs it)");
+                return;
+            }
+        }
+    };
+}
+
+/// `ffprobe -v error <args> -of json FILE`: the JSON and whatever ffprobe
+/// printed on stderr (errors and warnings).
+pub fn ffprobe(file: &Path, args: &[&str]) -> (serde_json::Value, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    (json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Run a gst-launch-1.0 pipeline to the end; returns (success, stdout+stderr).
+pub fn gst_launch(pipeline: &str) -> (bool, String) {
+    let out = Command::new("gst-launch-1.0")
+        .args(pipeline.split_whitespace())
+        .output()
+        .expect("run gst-launch-1.0");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && !text.contains("ERROR"), text)
+}
+
+/// Count the buffers that reached `fakesink name=sink silent=false` in
+/// gst-launch-1.0 -v output.
+pub fn count_sink_buffers(gst_output: &str) -> usize {
+    gst_output
+        .lines()
+        .filter(|l| l.contains("sink: last-message = chain"))
+        .count()
+}
+
+/// One line of `edge-agent capture --frame-log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedFrame {
+    /// Fragment sequence number.
+    pub fragment: u64,
+    /// Track number (1-based).
+    pub track: u8,
+    /// Presentation time, ns since the epoch.
+    pub pts_ns: u64,
+    /// Decode time, ns since the epoch.
+    pub dts_ns: u64,
+    /// Key frame flag.
+    pub keyframe: bool,
+    /// Payload size.
+    pub bytes: usize,
+}
+
+/// Read a frame log.
+pub fn read_frame_log(path: &Path) -> Vec<LoggedFrame> {
+    let text = std::fs::read_to_string(path).expect("frame log");
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            LoggedFrame {
+                fragment: f[0].parse().unwrap(),
+                track: f[1].parse().unwrap(),
+                pts_ns: f[2].parse().unwrap(),
+                dts_ns: f[3].parse().unwrap(),
+                keyframe: f[4] == "1",
+                bytes: f[5].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
