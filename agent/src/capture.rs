@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fragmenter::{FragmentEvent, FragmentPolicy, Fragmenter, Timestamp};
-use hardware::{AudioSource, Capture, CaptureOptions, VideoSource};
+use hardware::{AudioSource, CaptureOptions};
 use tracing::{info, warn};
 
 use crate::cli::CaptureArgs;
 use crate::output::{Container, FileOutput};
+use crate::source::{default_audio, Poll, Source, SourceSpec};
 
 /// How long a source may stay silent before capture gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,14 +30,17 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         bail!("--duration must be greater than zero (got {:?})", args.duration);
     }
     let policy = FragmentPolicy::new(args.fragment).context("--fragment")?;
-    Container::from_path(&args.output).context("-o/--output")?;
-    let video: VideoSource = args.source.parse().context("--source")?;
+    let container = Container::from_path(&args.output).context("-o/--output")?;
+    let spec = SourceSpec::parse(&args.source).context("--source")?;
+    if matches!(spec, SourceSpec::Sensor(_)) && container == Container::Mp4 {
+        bail!(
+            "-o/--output: {} is MP4, which has no sensor tracks: write sensor data to .mkv",
+            args.output.display()
+        );
+    }
     let audio: AudioSource = match &args.audio {
         Some(a) => a.parse().context("--audio")?,
-        None => match video {
-            VideoSource::Test => AudioSource::Test,
-            _ => AudioSource::FromSource,
-        },
+        None => default_audio(&spec),
     };
     let opts = CaptureOptions {
         fragment_duration: args.fragment,
@@ -48,8 +52,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         ..CaptureOptions::default()
     };
 
-    let mut capture =
-        Capture::start(&video, &opts).with_context(|| format!("cannot start source {:?}", args.source))?;
+    let mut capture = Source::start(&spec, &opts).with_context(|| format!("cannot start source {:?}", args.source))?;
     let tracks = capture.tracks().to_vec();
     for t in &tracks {
         info!(track = t.id.get(), codec = t.mkv_codec_id(), name = %t.name, "track");
@@ -60,6 +63,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     let mut totals = Totals::default();
     let mut events = Vec::new();
     let mut first_pts: Option<Timestamp> = None;
+    let mut quiet_since: Option<Instant> = None;
     let mut frame_log = match &args.frame_log {
         Some(p) => {
             let f = std::fs::File::create(p).with_context(|| format!("cannot create frame log {}", p.display()))?;
@@ -118,10 +122,32 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
             Ok(())
         };
 
+    // Live sources also stop on the wall clock, so a sensor that goes quiet
+    // cannot keep the command running.
+    let wall_deadline = spec.is_live().then(|| started + args.duration);
     loop {
-        let Some(frame) = capture.next_frame(STALL_TIMEOUT).context("capture failed")? else {
-            info!("source ended");
-            break;
+        let frame = match capture
+            .next_frame(Duration::from_millis(200))
+            .context("capture failed")?
+        {
+            Poll::Frame(f) => {
+                quiet_since = None;
+                f
+            }
+            Poll::End => {
+                info!("source ended");
+                break;
+            }
+            Poll::Quiet => {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if wall_deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                if since.elapsed() >= STALL_TIMEOUT {
+                    bail!("capture failed: the source sent nothing for {STALL_TIMEOUT:?}");
+                }
+                continue;
+            }
         };
         let first = *first_pts.get_or_insert(frame.pts);
         if frame.pts.saturating_since(first) >= args.duration {
@@ -131,8 +157,27 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
             warn!(error = %e, "frame refused");
         }
         write(&mut events, &mut output, &mut totals)?;
+        if wall_deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
     }
+    // Frames still in flight (a sensor's open rotation) belong to the capture.
     capture.stop();
+    let drain_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < drain_until {
+        match capture.next_frame(Duration::from_millis(200))? {
+            Poll::Frame(f) => {
+                let first = *first_pts.get_or_insert(f.pts);
+                if f.pts.saturating_since(first) < args.duration + Duration::from_secs(1) {
+                    if let Err(e) = fragmenter.push(f, &mut events) {
+                        warn!(error = %e, "frame refused");
+                    }
+                }
+            }
+            Poll::Quiet => {}
+            Poll::End => break,
+        }
+    }
     fragmenter.finish(&mut events);
     write(&mut events, &mut output, &mut totals)?;
 
@@ -163,6 +208,9 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
             t.name,
             totals.frames_per_track[t.id.index()]
         );
+    }
+    if let Some(line) = capture.summary() {
+        println!("  {line}");
     }
     if stats.dropped_awaiting_key_frame + stats.dropped_late > 0 {
         println!(

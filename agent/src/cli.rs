@@ -37,6 +37,10 @@ impl Cli {
 pub enum Command {
     /// Capture from a source and write fragments straight to a file.
     Capture(CaptureArgs),
+    /// Resend the UDP payloads of a pcap capture with their original pacing.
+    Replay(ReplayArgs),
+    /// Validate a configuration file, naming every bad field.
+    CheckConfig(CheckConfigArgs),
 }
 
 /// `edge-agent capture`.
@@ -76,6 +80,36 @@ pub struct CaptureArgs {
     /// dts_ns, keyframe, bytes): an index to check the file against.
     #[arg(long, value_name = "FILE")]
     pub frame_log: Option<PathBuf>,
+}
+
+/// `edge-agent check-config`.
+#[derive(Args, Debug)]
+pub struct CheckConfigArgs {
+    /// The configuration file (see agent.example.toml); without it, the
+    /// embedded defaults `edge-agent run` uses are checked.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `edge-agent replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A classic pcap or pcapng capture of UDP sensor traffic.
+    pub file: PathBuf,
+    /// Where to send: `udp://HOST:PORT`, or `udp://HOST` to keep each
+    /// datagram's original destination port.
+    #[arg(long, value_name = "udp://HOST[:PORT]")]
+    pub to: String,
+    /// Only datagrams the capture addressed to this port. Default: the
+    /// `--to` port when the capture has datagrams for it, else all.
+    #[arg(long, value_name = "PORT")]
+    pub from_port: Option<u16>,
+    /// Pacing factor: 2 sends twice as fast, 0.5 at half speed.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Start again at the end, until interrupted.
+    #[arg(long = "loop")]
+    pub looping: bool,
 }
 
 /// `10s`, `1m30s`, `500ms` (humantime), or a bare number of seconds.

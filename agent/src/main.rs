@@ -6,7 +6,10 @@ use clap::Parser;
 
 mod capture;
 mod cli;
+mod config;
 mod output;
+mod replay;
+mod source;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -19,6 +22,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Capture(args) => capture::run(&args),
+        cli::Command::Replay(args) => replay::run(&args),
+        cli::Command::CheckConfig(args) => check_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,4 +33,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `edge-agent check-config`: load, check, summarise.
+fn check_config(args: &cli::CheckConfigArgs) -> anyhow::Result<()> {
+    let (name, c) = match &args.config {
+        Some(path) => (path.display().to_string(), config::Config::load(path)?),
+        None => ("embedded defaults".to_owned(), config::Config::embedded_default()),
+    };
+    println!(
+        "{name}: ok ({} stream(s), {} sensor(s), store {}, http {})",
+        c.streams.len(),
+        c.sensors.len(),
+        c.store.path.display(),
+        c.http.listen
+    );
+    Ok(())
 }

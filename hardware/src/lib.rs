@@ -23,6 +23,7 @@ mod capture;
 mod error;
 mod frames;
 mod pipeline;
+pub mod sensor;
 mod source;
 mod timestamps;
 mod tracks;

@@ -1,0 +1,456 @@
+//! The agent's configuration: TOML with a default for every field
+//! (documented in `agent.example.toml`), checked as a whole so that every
+//! bad field is named with its value and what is allowed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem: which field, what it held, what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} = {value}: {allowed}")]
+pub struct FieldError {
+    /// Dotted path, e.g. `streams[1].fragment_seconds`.
+    pub field: String,
+    /// The value as written.
+    pub value: String,
+    /// What would have been accepted.
+    pub allowed: String,
+}
+
+/// Every problem found in a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Not TOML, or a field of the wrong type or name.
+    #[error("{}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// Fields with values out of range.
+    #[error("{}: {}", path.display(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Each bad field.
+        errors: Vec<FieldError>,
+    },
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Folder for segment files and index.sqlite.
+    pub path: PathBuf,
+    /// KVS Edge Agent EdgeRetentionInHours.
+    pub max_age_hours: u32,
+    /// MaxLocalMediaSizeInMB; 0 = no cap.
+    pub max_size_mb: u64,
+    /// `DELETE_OLDEST_MEDIA` or `DENY_NEW_MEDIA`.
+    pub on_full: String,
+    /// Delete a fragment once KVS has PERSISTED it.
+    pub delete_after_upload: bool,
+    /// Keep at least this much disk free.
+    pub min_free_mb: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: PathBuf::from("data"),
+            max_age_hours: 720,
+            max_size_mb: 0,
+            on_full: "DELETE_OLDEST_MEDIA".into(),
+            delete_after_upload: false,
+            min_free_mb: 512,
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Address and port of the web UI, API and metrics.
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[streams.upload]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSection {
+    /// The KVS stream name.
+    pub kvs_stream: String,
+    /// AWS region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint override: a gateway or a test server.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-west-2".into()
+}
+
+/// `[[streams]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    /// Stream name: `[A-Za-z0-9_.-]`, 1 to 256 characters.
+    pub name: String,
+    /// Video source.
+    #[serde(default = "default_test")]
+    pub video: String,
+    /// Audio source.
+    #[serde(default = "default_test")]
+    pub audio: String,
+    /// Target fragment duration, 1 to 20 s.
+    #[serde(default = "default_fragment")]
+    pub fragment_seconds: u32,
+    /// Encoded width (sources that encode).
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Encoded height.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// Frames per second.
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    /// Video bit rate, kbit/s.
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    /// Upload to KVS; absent = local only.
+    #[serde(default)]
+    pub upload: Option<UploadSection>,
+}
+
+fn default_test() -> String {
+    "test".into()
+}
+fn default_fragment() -> u32 {
+    2
+}
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_bitrate() -> u32 {
+    2000
+}
+
+/// `[[sensors]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// Stream name of the sensor (each sensor is its own stream).
+    pub name: String,
+    /// `velodyne:udp://…`, `ouster:udp://…?metadata=…` or `mmwave:…`.
+    pub source: String,
+    /// Fragment duration, 1 to 20 s.
+    #[serde(default = "default_fragment")]
+    pub fragment_seconds: u32,
+    /// Upload to KVS; absent = local only.
+    #[serde(default)]
+    pub upload: Option<UploadSection>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Serve the KVS-compatible ingest endpoint.
+    pub enabled: bool,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[http]`.
+    pub http: HttpSection,
+    /// `[[streams]]`.
+    pub streams: Vec<StreamSection>,
+    /// `[[sensors]]`.
+    pub sensors: Vec<SensorSection>,
+    /// `[ingest]`.
+    pub ingest: IngestSection,
+}
+
+/// Stream names the store and URLs accept: no path separators, no `..`.
+pub fn valid_stream_name(name: &str) -> bool {
+    (1..=256).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && name != "."
+        && name != ".."
+}
+
+impl Config {
+    /// The configuration `edge-agent run` uses without `-c`: one stream
+    /// `test` from the test camera and microphone, store in `./data`.
+    pub fn embedded_default() -> Self {
+        Config {
+            streams: vec![StreamSection {
+                name: "test".into(),
+                video: default_test(),
+                audio: default_test(),
+                fragment_seconds: default_fragment(),
+                width: default_width(),
+                height: default_height(),
+                fps: default_fps(),
+                bitrate_kbps: default_bitrate(),
+                upload: None,
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Read and check a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and check TOML text (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let errors = config.check();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                errors,
+            })
+        }
+    }
+
+    /// Every field that is out of range.
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut bad = |field: String, value: String, allowed: &str| {
+            errors.push(FieldError {
+                field,
+                value,
+                allowed: allowed.to_owned(),
+            })
+        };
+        if !matches!(self.store.on_full.as_str(), "DELETE_OLDEST_MEDIA" | "DENY_NEW_MEDIA") {
+            bad(
+                "store.on_full".into(),
+                format!("{:?}", self.store.on_full),
+                "expected \"DELETE_OLDEST_MEDIA\" or \"DENY_NEW_MEDIA\"",
+            );
+        }
+        if self.store.max_age_hours == 0 {
+            bad("store.max_age_hours".into(), "0".into(), "expected at least 1 hour");
+        }
+        if self.store.path.as_os_str().is_empty() {
+            bad("store.path".into(), "\"\"".into(), "expected a folder");
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "http.listen".into(),
+                format!("{:?}", self.http.listen),
+                "expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut check_name = |field: String, name: &str, errors: &mut Vec<(String, String, &str)>| {
+            if !valid_stream_name(name) {
+                errors.push((field, format!("{name:?}"), "expected 1 to 256 of A-Z a-z 0-9 _ . -"));
+            } else if !names.insert(name.to_owned()) {
+                errors.push((
+                    field,
+                    format!("{name:?}"),
+                    "expected a name no other stream or sensor has",
+                ));
+            }
+        };
+        let mut deferred = Vec::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            let f = |k: &str| format!("streams[{i}].{k}");
+            check_name(f("name"), &s.name, &mut deferred);
+            if let Err(e) = s.video.parse::<hardware::VideoSource>() {
+                bad(f("video"), format!("{:?}", s.video), &e.to_string());
+            }
+            if let Err(e) = s.audio.parse::<hardware::AudioSource>() {
+                bad(f("audio"), format!("{:?}", s.audio), &e.to_string());
+            }
+            if !(1..=20).contains(&s.fragment_seconds) {
+                bad(
+                    f("fragment_seconds"),
+                    s.fragment_seconds.to_string(),
+                    "expected 1 to 20",
+                );
+            }
+            if s.width == 0 || s.width % 2 == 1 || s.width > 7680 {
+                bad(
+                    f("width"),
+                    s.width.to_string(),
+                    "expected an even number from 2 to 7680",
+                );
+            }
+            if s.height == 0 || s.height % 2 == 1 || s.height > 4320 {
+                bad(
+                    f("height"),
+                    s.height.to_string(),
+                    "expected an even number from 2 to 4320",
+                );
+            }
+            if !(1..=120).contains(&s.fps) {
+                bad(f("fps"), s.fps.to_string(), "expected 1 to 120");
+            }
+            if !(64..=100_000).contains(&s.bitrate_kbps) {
+                bad(f("bitrate_kbps"), s.bitrate_kbps.to_string(), "expected 64 to 100000");
+            }
+            if let Some(u) = &s.upload {
+                check_upload(&f("upload"), u, &mut bad);
+            }
+        }
+        for (i, s) in self.sensors.iter().enumerate() {
+            let f = |k: &str| format!("sensors[{i}].{k}");
+            check_name(f("name"), &s.name, &mut deferred);
+            if let Err(e) = s.source.parse::<hardware::sensor::SensorUri>() {
+                bad(f("source"), format!("{:?}", s.source), &e.to_string());
+            }
+            if !(1..=20).contains(&s.fragment_seconds) {
+                bad(
+                    f("fragment_seconds"),
+                    s.fragment_seconds.to_string(),
+                    "expected 1 to 20",
+                );
+            }
+            if let Some(u) = &s.upload {
+                check_upload(&f("upload"), u, &mut bad);
+            }
+        }
+        for (field, value, allowed) in deferred {
+            bad(field, value, allowed);
+        }
+        errors
+    }
+}
+
+fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, String, &str)) {
+    if !valid_stream_name(&u.kvs_stream) {
+        bad(
+            format!("{prefix}.kvs_stream"),
+            format!("{:?}", u.kvs_stream),
+            "expected a KVS stream name: 1 to 256 of A-Z a-z 0-9 _ . -",
+        );
+    }
+    let region_ok = !u.region.is_empty()
+        && u.region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !region_ok {
+        bad(
+            format!("{prefix}.region"),
+            format!("{:?}", u.region),
+            "expected an AWS region such as \"us-west-2\"",
+        );
+    }
+    if let Some(e) = &u.endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) {
+            bad(
+                format!("{prefix}.endpoint"),
+                format!("{e:?}"),
+                "expected an http:// or https:// URL",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        Config::parse(text, Path::new("agent.toml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_equals_the_defaults_it_documents() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent.example.toml");
+        let example = Config::load(&path).unwrap();
+        assert_eq!(example.store, StoreSection::default());
+        assert_eq!(example.http, HttpSection::default());
+        assert_eq!(example.streams[0].fragment_seconds, 2);
+    }
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        let c = Config::parse("", Path::new("x")).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(Config::embedded_default().check().is_empty());
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_value_and_what_is_allowed() {
+        let e = errors("[store]\non_full = \"PANIC\"\n");
+        assert!(
+            e.contains("store.on_full = \"PANIC\"") && e.contains("DENY_NEW_MEDIA"),
+            "{e}"
+        );
+        let e = errors("[http]\nlisten = \"localhost\"\n");
+        assert!(
+            e.contains("http.listen = \"localhost\"") && e.contains("IP:PORT"),
+            "{e}"
+        );
+        let e = errors("[[streams]]\nname = \"../x\"\nfragment_seconds = 30\nvideo = \"foo:bar\"\n");
+        assert!(e.contains("streams[0].name = \"../x\""), "{e}");
+        assert!(e.contains("streams[0].fragment_seconds = 30: expected 1 to 20"), "{e}");
+        assert!(e.contains("streams[0].video = \"foo:bar\""), "{e}");
+        let e = errors("[[streams]]\nname = \"a\"\n[[sensors]]\nname = \"a\"\nsource = \"lidar:x\"\n");
+        assert!(e.contains("sensors[0].name = \"a\": expected a name no other"), "{e}");
+        assert!(e.contains("sensors[0].source = \"lidar:x\""), "{e}");
+        let e = errors("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a b\"\nregion = \"US WEST\"\n");
+        assert!(
+            e.contains("streams[0].upload.kvs_stream") && e.contains("streams[0].upload.region"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_named() {
+        let e = errors("[store]\nmax_age = 3\n");
+        assert!(e.contains("max_age"), "{e}");
+        let e = errors("[store]\nmax_age_hours = \"a week\"\n");
+        assert!(e.contains("max_age_hours"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! One face for every kind of capture the CLI can start: a camera or file
+//! through GStreamer, or a LIDAR/RADAR sensor through its adapter.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fragmenter::{Frame, Track};
+use hardware::sensor::{SensorCapture, SensorOptions, SensorUri};
+use hardware::{AudioSource, Capture, CaptureOptions, VideoSource};
+
+/// What `--source` named.
+pub enum SourceSpec {
+    /// A camera, file or test source (video, maybe audio).
+    Video(VideoSource),
+    /// A sensor adapter.
+    Sensor(SensorUri),
+}
+
+impl SourceSpec {
+    /// Sensor URIs are recognised by their scheme; anything else is a video
+    /// source (whose parser names what it does not know).
+    pub fn parse(s: &str) -> Result<Self> {
+        let scheme = s.split(':').next().unwrap_or_default();
+        if matches!(scheme, "velodyne" | "ouster" | "mmwave") {
+            return Ok(SourceSpec::Sensor(s.parse()?));
+        }
+        Ok(SourceSpec::Video(s.parse()?))
+    }
+
+    /// Whether the source runs in real time (then `--duration` is also a
+    /// wall-clock limit: a quiet sensor must not keep the command running).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, SourceSpec::Video(VideoSource::File(_)))
+    }
+}
+
+/// A started capture of either kind.
+pub enum Source {
+    /// GStreamer capture.
+    Video(Capture),
+    /// Sensor capture.
+    Sensor(SensorCapture),
+}
+
+impl Source {
+    /// Start the capture described by `spec`.
+    pub fn start(spec: &SourceSpec, video_opts: &CaptureOptions) -> Result<Self> {
+        Ok(match spec {
+            SourceSpec::Video(v) => Source::Video(Capture::start(v, video_opts)?),
+            SourceSpec::Sensor(uri) => {
+                Source::Sensor(SensorCapture::start(uri, &SensorOptions::default()).context("cannot start the sensor")?)
+            }
+        })
+    }
+
+    /// The tracks frames will carry.
+    pub fn tracks(&self) -> &[Track] {
+        match self {
+            Source::Video(c) => c.tracks(),
+            Source::Sensor(c) => c.tracks(),
+        }
+    }
+
+    /// The next frame, or `Poll::Quiet` when a sensor sent nothing within
+    /// `timeout` (a quiet sensor is normal; a stalled camera is an error).
+    pub fn next_frame(&mut self, timeout: Duration) -> Result<Poll> {
+        match self {
+            Source::Video(c) => match c.next_frame(timeout) {
+                Ok(Some(f)) => Ok(Poll::Frame(f)),
+                Ok(None) => Ok(Poll::End),
+                // The caller decides how long silence may last.
+                Err(hardware::CaptureError::Stalled { .. }) => Ok(Poll::Quiet),
+                Err(e) => Err(e.into()),
+            },
+            Source::Sensor(c) => match c.next_frame(timeout) {
+                Ok(Some(f)) => Ok(Poll::Frame(f)),
+                Ok(None) => Ok(Poll::End),
+                Err(hardware::sensor::SensorCaptureError::Stalled { .. }) => Ok(Poll::Quiet),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Ask the source to finish: remaining frames still come out of
+    /// `next_frame`, then `Poll::End`.
+    pub fn stop(&mut self) {
+        match self {
+            Source::Video(c) => c.stop(),
+            Source::Sensor(c) => c.stop(),
+        }
+    }
+
+    /// A line of counters for the summary, when the source keeps any.
+    pub fn summary(&self) -> Option<String> {
+        match self {
+            Source::Video(_) => None,
+            Source::Sensor(c) => {
+                let s = c.stats();
+                let skipped: Vec<String> = s
+                    .skipped_by_reason()
+                    .into_iter()
+                    .map(|(r, n)| format!("{} {n}", r.as_str()))
+                    .collect();
+                Some(format!(
+                    "sensor: {} packet(s), {} frame(s) ({} partial), skipped: {}",
+                    s.packets,
+                    s.frames,
+                    s.partial_frames,
+                    if skipped.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        skipped.join(", ")
+                    }
+                ))
+            }
+        }
+    }
+}
+
+/// What a poll of the source found.
+pub enum Poll {
+    /// A frame.
+    Frame(Frame),
+    /// Nothing within the timeout (live sensors only).
+    Quiet,
+    /// The source has ended.
+    End,
+}
+
+/// Audio for a video source when `--audio` is not given.
+pub fn default_audio(spec: &SourceSpec) -> AudioSource {
+    match spec {
+        SourceSpec::Video(VideoSource::Test) => AudioSource::Test,
+        _ => AudioSource::FromSource,
+    }
+}

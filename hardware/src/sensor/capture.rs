@@ -1,0 +1,444 @@
+//! Live sensor capture: a reader thread per sensor feeds the pure assemblers
+//! from a UDP socket (Velodyne, Ouster) or a serial port (TI mmWave) and
+//! hands assembled frames over a bounded channel, so `SensorCapture` looks
+//! like the video `Capture` to the code above it.
+//!
+//! Threads rather than an async runtime: one socket per sensor, a blocking
+//! read with a short timeout, and no runtime to carry on a small device.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fragmenter::{Frame, Timestamp, Track, TrackId};
+use tracing::{info, warn};
+
+use super::assembler::{AssembledFrame, AssemblyStats, MmwaveAssembler, OusterAssembler, VelodyneAssembler};
+use super::ouster::OusterMeta;
+use super::track::{mmwave_track, ouster_track, velodyne_track, TrackError};
+use super::velodyne::DataPacket;
+use super::{SensorUri, TimePolicy};
+
+/// How long a read blocks before the thread checks whether to stop.
+const POLL: Duration = Duration::from_millis(100);
+/// Frames waiting for the consumer; a LIDAR frame is ~0.5 MB, so this bounds
+/// memory at a few tens of MB if the consumer stalls.
+const CHANNEL_CAPACITY: usize = 64;
+/// Largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// What went wrong starting or running a sensor capture.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorCaptureError {
+    /// The socket could not be bound.
+    #[error("cannot listen on udp://{addr}: {error}")]
+    Bind {
+        /// HOST:PORT.
+        addr: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A file or device named in the URI cannot be opened.
+    #[error("cannot open {what} {}: {error}", path.display())]
+    Open {
+        /// Which field of the URI.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// Velodyne: the model comes from the first packet, and none came.
+    #[error("no Velodyne data packet on udp://{addr} within {timeout:?}: cannot tell the model")]
+    NoFirstPacket {
+        /// HOST:PORT.
+        addr: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// The sensor track could not be described.
+    #[error("sensor track: {0}")]
+    Track(#[from] TrackError),
+    /// The metadata file does not parse.
+    #[error("Ouster metadata {}: {error}", path.display())]
+    Metadata {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// Reading the socket or port failed while running.
+    #[error("{source_uri}: read failed: {error}")]
+    Read {
+        /// The sensor URI.
+        source_uri: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// No frame arrived within the consumer's timeout.
+    #[error("{source_uri}: no frame for {timeout:?}")]
+    Stalled {
+        /// The sensor URI.
+        source_uri: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+enum Item {
+    Frame(Frame),
+    Error(SensorCaptureError),
+    End,
+}
+
+/// A running sensor capture. Dropping it stops the reader thread.
+pub struct SensorCapture {
+    uri: SensorUri,
+    tracks: Vec<Track>,
+    rx: Receiver<Item>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<Mutex<AssemblyStats>>,
+    ended: bool,
+}
+
+/// Options for [`SensorCapture::start`].
+#[derive(Clone, Debug)]
+pub struct SensorOptions {
+    /// The track number the sensor's frames carry.
+    pub track: TrackId,
+    /// Velodyne: how long to wait for the first packet (it names the model).
+    pub first_packet_timeout: Duration,
+    /// Sensor time versus arrival time.
+    pub time_policy: TimePolicy,
+}
+
+impl Default for SensorOptions {
+    fn default() -> Self {
+        SensorOptions {
+            track: TrackId::new(1).expect("1 is a track number"),
+            first_packet_timeout: Duration::from_secs(10),
+            time_policy: TimePolicy::default(),
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// One of the three assemblers, fed the same way.
+enum Assembler {
+    Velodyne(VelodyneAssembler),
+    Ouster(OusterAssembler),
+    Mmwave(MmwaveAssembler),
+}
+
+impl Assembler {
+    fn push(&mut self, arrival: Timestamp, bytes: &[u8]) -> Vec<AssembledFrame> {
+        match self {
+            Assembler::Velodyne(a) => a.push(arrival, bytes),
+            Assembler::Ouster(a) => a.push(arrival, bytes),
+            Assembler::Mmwave(a) => a.push(arrival, bytes),
+        }
+    }
+
+    fn flush(&mut self) -> Option<AssembledFrame> {
+        match self {
+            Assembler::Velodyne(a) => a.flush(),
+            Assembler::Ouster(a) => a.flush(),
+            // A TLV frame is emitted whole or not at all.
+            Assembler::Mmwave(_) => None,
+        }
+    }
+
+    fn stats(&self) -> &AssemblyStats {
+        match self {
+            Assembler::Velodyne(a) => a.stats(),
+            Assembler::Ouster(a) => a.stats(),
+            Assembler::Mmwave(a) => a.stats(),
+        }
+    }
+}
+
+/// Where bytes come from.
+enum Input {
+    Udp(UdpSocket),
+    Serial(Box<dyn serialport::SerialPort>),
+}
+
+impl Input {
+    /// Read once; `Ok(None)` on a timeout.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        let r = match self {
+            Input::Udp(s) => s.recv(buf),
+            Input::Serial(p) => p.read(buf),
+        };
+        match r {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn bind(host: &str, port: u16) -> Result<UdpSocket, SensorCaptureError> {
+    let addr = format!("{host}:{port}");
+    let socket = UdpSocket::bind(&addr).map_err(|error| SensorCaptureError::Bind {
+        addr: addr.clone(),
+        error,
+    })?;
+    socket
+        .set_read_timeout(Some(POLL))
+        .map_err(|error| SensorCaptureError::Bind { addr, error })?;
+    Ok(socket)
+}
+
+fn open_serial(
+    what: &'static str,
+    path: &Path,
+    baud: u32,
+) -> Result<Box<dyn serialport::SerialPort>, SensorCaptureError> {
+    // Check the node first: serialport's error for a missing device does not
+    // say which one.
+    std::fs::metadata(path).map_err(|e| SensorCaptureError::Open {
+        what,
+        path: path.to_owned(),
+        error: e.to_string(),
+    })?;
+    serialport::new(path.to_string_lossy(), baud)
+        .timeout(POLL)
+        .open()
+        .map_err(|e| SensorCaptureError::Open {
+            what,
+            path: path.to_owned(),
+            error: e.to_string(),
+        })
+}
+
+/// Send a TI `.cfg` file to the CLI port, one command per line, waiting for
+/// each prompt so the radar is not flooded.
+fn send_config(port: &mut dyn serialport::SerialPort, text: &str) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('%'))
+    {
+        if let Err(e) = port.write_all(format!("{line}\n").as_bytes()) {
+            warn!(command = line, error = %e, "mmWave config write failed");
+            return;
+        }
+        let mut reply = [0u8; 256];
+        let _ = port.read(&mut reply);
+    }
+}
+
+impl SensorCapture {
+    /// Open the socket or port, read what the track needs (Ouster metadata,
+    /// the Velodyne model from its first packet), and start reading.
+    pub fn start(uri: &SensorUri, opts: &SensorOptions) -> Result<Self, SensorCaptureError> {
+        let policy = opts.time_policy;
+        let mut first: Option<(Timestamp, Vec<u8>)> = None;
+        let (track, assembler, input) = match uri {
+            SensorUri::Ouster {
+                host, port, metadata, ..
+            } => {
+                let json = std::fs::read_to_string(metadata).map_err(|e| SensorCaptureError::Open {
+                    what: "Ouster metadata",
+                    path: metadata.clone(),
+                    error: e.to_string(),
+                })?;
+                let meta = OusterMeta::from_json(&json).map_err(|e| SensorCaptureError::Metadata {
+                    path: metadata.clone(),
+                    error: e.to_string(),
+                })?;
+                let track = ouster_track(opts.track, &json, &policy)?;
+                let asm = OusterAssembler::with_policy(opts.track, Arc::new(meta), policy);
+                (track, Assembler::Ouster(asm), Input::Udp(bind(host, *port)?))
+            }
+            SensorUri::Velodyne { host, port, .. } => {
+                let socket = bind(host, *port)?;
+                let deadline = std::time::Instant::now() + opts.first_packet_timeout;
+                let mut buf = vec![0u8; MAX_DATAGRAM];
+                let model = loop {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(SensorCaptureError::NoFirstPacket {
+                            addr: format!("{host}:{port}"),
+                            timeout: opts.first_packet_timeout,
+                        });
+                    }
+                    match socket.recv(&mut buf) {
+                        Ok(n) => {
+                            if let Ok(p) = DataPacket::parse(&buf[..n]) {
+                                first = Some((now(), buf[..n].to_vec()));
+                                break p.model();
+                            }
+                        }
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        }
+                        Err(error) => {
+                            return Err(SensorCaptureError::Bind {
+                                addr: format!("{host}:{port}"),
+                                error,
+                            })
+                        }
+                    }
+                };
+                let track = velodyne_track(opts.track, model, None, &policy)?;
+                let asm = VelodyneAssembler::with_policy(opts.track, policy);
+                (track, Assembler::Velodyne(asm), Input::Udp(socket))
+            }
+            SensorUri::Mmwave {
+                data,
+                config,
+                cfg,
+                data_baud,
+                config_baud,
+            } => {
+                let cfg_text = match cfg {
+                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| SensorCaptureError::Open {
+                        what: "mmWave cfg file",
+                        path: p.clone(),
+                        error: e.to_string(),
+                    })?),
+                    None => None,
+                };
+                let data_port = open_serial("mmWave data port", data, *data_baud)?;
+                let mut config_port = open_serial("mmWave config port", config, *config_baud)?;
+                if let Some(text) = &cfg_text {
+                    send_config(config_port.as_mut(), text);
+                }
+                let track = mmwave_track(opts.track, "mmWave out-of-box demo", cfg_text.as_deref(), &policy)?;
+                let asm = MmwaveAssembler::with_policy(opts.track, policy);
+                (track, Assembler::Mmwave(asm), Input::Serial(data_port))
+            }
+        };
+
+        let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(AssemblyStats::default()));
+        let thread = {
+            let stop = stop.clone();
+            let stats = stats.clone();
+            let name = uri.to_string();
+            std::thread::Builder::new()
+                .name("sensor-capture".into())
+                .spawn(move || read_loop(name, input, assembler, first, tx, stop, stats))
+                .map_err(|e| SensorCaptureError::Open {
+                    what: "reader thread",
+                    path: PathBuf::new(),
+                    error: e.to_string(),
+                })?
+        };
+        info!(source = %uri, codec = track.mkv_codec_id(), "sensor capture started");
+        Ok(SensorCapture {
+            uri: uri.clone(),
+            tracks: vec![track],
+            rx,
+            stop,
+            thread: Some(thread),
+            stats,
+            ended: false,
+        })
+    }
+
+    /// The sensor's track.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// Parser and assembly counters so far.
+    pub fn stats(&self) -> AssemblyStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The next assembled frame; `Ok(None)` after [`stop`](Self::stop) once
+    /// the last frame is out.
+    pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, SensorCaptureError> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(Item::Frame(f)) => Ok(Some(f)),
+            Ok(Item::Error(e)) => Err(e),
+            Ok(Item::End) | Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(SensorCaptureError::Stalled {
+                source_uri: self.uri.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Stop reading; the frame being assembled is still delivered (marked
+    /// partial in the stats), then `next_frame` returns `Ok(None)`.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for SensorCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Unblock a reader thread waiting on a full channel.
+        while self.rx.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_loop(
+    name: String,
+    mut input: Input,
+    mut assembler: Assembler,
+    first: Option<(Timestamp, Vec<u8>)>,
+    tx: SyncSender<Item>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<AssemblyStats>>,
+) {
+    let send = |frames: Vec<AssembledFrame>| frames.into_iter().all(|f| tx.send(Item::Frame(f.frame)).is_ok());
+    if let Some((arrival, bytes)) = first {
+        if !send(assembler.push(arrival, &bytes)) {
+            return;
+        }
+    }
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !stop.load(Ordering::Relaxed) {
+        match input.read(&mut buf) {
+            Ok(Some(0)) | Ok(None) => {}
+            Ok(Some(n)) => {
+                let frames = assembler.push(now(), &buf[..n]);
+                if let Ok(mut s) = stats.lock() {
+                    s.clone_from(assembler.stats());
+                }
+                if !send(frames) {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = tx.send(Item::Error(SensorCaptureError::Read {
+                    source_uri: name.clone(),
+                    error,
+                }));
+                return;
+            }
+        }
+    }
+    if let Some(f) = assembler.flush() {
+        let _ = tx.send(Item::Frame(f.frame));
+    }
+    if let Ok(mut s) = stats.lock() {
+        s.clone_from(assembler.stats());
+    }
+    let _ = tx.send(Item::End);
+}
