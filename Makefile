@@ -1,6 +1,5 @@
 # Two commands: `make run` and `make test`. Both install what is missing first.
 CARGO ?= cargo
-DURATION ?= 30s
 
 .PHONY: run test deps build check lint bench clean
 
@@ -10,11 +9,10 @@ deps:
 build: deps
 	$(CARGO) build --release -p agent
 
-# Until `edge-agent run` lands (store + web UI), this captures the test camera
-# and microphone into ./data as Matroska.
+# The embedded defaults: test camera + microphone, store in ./data, HTTP on
+# http://127.0.0.1:8080. Pass CONFIG=agent.toml to use a file.
 run: build
-	@mkdir -p data
-	./target/release/edge-agent capture --source test --duration $(DURATION) -o data/test-capture.mkv
+	./target/release/edge-agent run $(if $(CONFIG),-c $(CONFIG),)
 
 test: deps
 	$(CARGO) build -p agent

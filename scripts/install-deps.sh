@@ -10,6 +10,9 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice
   gstreamer1.0-alsa
+  # RTSP cameras (rtspsrc is in -good) and the RTSP test server the
+  # end-to-end tests run (gst-rtsp-server).
+  gstreamer1.0-rtsp libgstrtspserver-1.0-dev
   ffmpeg mkvtoolnix mediainfo
   libclang-dev libudev-dev
 )

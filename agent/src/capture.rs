@@ -42,17 +42,50 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         Some(a) => a.parse().context("--audio")?,
         None => default_audio(&spec),
     };
+    let video_codec = args
+        .codec
+        .parse()
+        .map_err(|e: hardware::SourceError| anyhow::anyhow!("--codec {:?}: {e}", args.codec))?;
+    let audio_codecs = args
+        .audio_codec
+        .iter()
+        .map(|c| {
+            c.trim()
+                .parse()
+                .map_err(|e: hardware::SourceError| anyhow::anyhow!("--audio-codec {c:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if audio_codecs.len() > 2 {
+        bail!(
+            "--audio-codec {:?}: at most two codecs (three tracks with video)",
+            args.audio_codec.join(",")
+        );
+    }
+    let rtsp_transport = args
+        .rtsp_transport
+        .parse()
+        .map_err(|e: hardware::CaptureError| anyhow::anyhow!("--rtsp-transport {:?}: {e}", args.rtsp_transport))?;
+    let defaults = CaptureOptions::default();
     let opts = CaptureOptions {
+        video_codec,
+        audio_codecs: if audio_codecs.is_empty() {
+            defaults.audio_codecs.clone()
+        } else {
+            audio_codecs
+        },
+        rtsp_latency_ms: args.rtsp_latency,
+        rtsp_transport,
         fragment_duration: args.fragment,
         width: args.width,
         height: args.height,
         fps: args.fps,
         video_bitrate_kbps: args.bitrate,
         audio,
-        ..CaptureOptions::default()
+        ..defaults
     };
 
-    let mut capture = Source::start(&spec, &opts).with_context(|| format!("cannot start source {:?}", args.source))?;
+    let mut capture = Source::start(&spec, &opts, args.stall_timeout)
+        .with_context(|| format!("cannot start source {:?}", hardware::redact_url(&args.source)))?;
     let tracks = capture.tracks().to_vec();
     for t in &tracks {
         info!(track = t.id.get(), codec = t.mkv_codec_id(), name = %t.name, "track");
@@ -125,6 +158,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     // Live sources also stop on the wall clock, so a sensor that goes quiet
     // cannot keep the command running.
     let wall_deadline = spec.is_live().then(|| started + args.duration);
+    let mut last_key_request = Instant::now();
     loop {
         let frame = match capture
             .next_frame(Duration::from_millis(200))
@@ -155,6 +189,10 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         }
         if let Err(e) = fragmenter.push(frame, &mut events) {
             warn!(error = %e, "frame refused");
+        }
+        if fragmenter.wants_key_frame() && last_key_request.elapsed() >= Duration::from_secs(1) {
+            capture.request_key_frame();
+            last_key_request = Instant::now();
         }
         write(&mut events, &mut output, &mut totals)?;
         if wall_deadline.is_some_and(|d| Instant::now() >= d) {

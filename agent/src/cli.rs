@@ -35,41 +35,77 @@ impl Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Record every configured stream and sensor into the store and serve
+    /// the web UI and API (defaults: test camera + microphone, ./data,
+    /// http://127.0.0.1:8080).
+    Run(RunArgs),
     /// Capture from a source and write fragments straight to a file.
     Capture(CaptureArgs),
+    /// Open the store (running start-up recovery) and check that its index
+    /// and segment files agree; non-zero exit when they do not.
+    Verify(VerifyArgs),
+    /// Write a time range of a stored stream to an MP4 or MKV file.
+    Export(ExportArgs),
     /// Resend the UDP payloads of a pcap capture with their original pacing.
     Replay(ReplayArgs),
     /// Validate a configuration file, naming every bad field.
     CheckConfig(CheckConfigArgs),
+    /// Board, CPU, memory, cameras, microphones, which encoders work, and a
+    /// suggested config.
+    Probe(crate::probe::ProbeArgs),
 }
 
 /// `edge-agent capture`.
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Video source: `test` (test camera) or `file:PATH` (any container
-    /// GStreamer reads; H.264/H.265/AAC passed through).
+    /// Video source: `test` (test camera), `v4l2:/dev/videoN` (USB
+    /// camera), `libcamera` (Raspberry Pi camera), `argus:N` (Jetson CSI
+    /// camera), `rtsp://…` (IP camera), `file:PATH` (any container
+    /// GStreamer reads) or `pipeline:DESC` (a gst-launch description whose
+    /// output is taken); H.264/H.265/AAC are passed through, anything else
+    /// encoded.
     #[arg(long, value_name = "SOURCE")]
     pub source: String,
-    /// Audio: `test` (test microphone), `source` (the file's own audio) or
-    /// `none`. Default: `test` for the test source, `source` for files.
+    /// Audio: `test` (test microphone), `alsa:hw:N[,D]`, `pulse[:NAME]`,
+    /// `source` (the file's, RTSP camera's or pipeline's own audio) or
+    /// `none`. Default: `test` for the test source, `none` for cameras,
+    /// `source` otherwise.
     #[arg(long, value_name = "AUDIO")]
     pub audio: Option<String>,
+    /// Video codec to encode into (sources passed through keep theirs):
+    /// `h264` or `h265`.
+    #[arg(long, default_value = "h264", value_name = "CODEC")]
+    pub codec: String,
+    /// Audio codecs for test/ALSA/Pulse audio, comma-separated, at most
+    /// two: `aac`, `opus`, `alaw`, `mulaw` (e.g. `aac,opus` for HLS and
+    /// WebRTC from one microphone).
+    #[arg(long, value_name = "CODECS", value_delimiter = ',')]
+    pub audio_codec: Vec<String>,
+    /// RTSP jitter buffer in milliseconds.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub rtsp_latency: u32,
+    /// RTSP transport: `tcp`, `udp` or `auto`.
+    #[arg(long, default_value = "tcp", value_name = "PROTO")]
+    pub rtsp_transport: String,
+    /// A live source that sends nothing for this long is restarted.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stall_timeout: Duration,
     /// How much media to capture, e.g. `10s`, `1m30s`.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Duration,
     /// Target fragment duration, 1 s to 20 s.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub fragment: Duration,
-    /// Test source picture width.
+    /// Picture width for sources we encode (and the camera mode asked for).
     #[arg(long, default_value_t = 1280)]
     pub width: u32,
-    /// Test source picture height.
+    /// Picture height for sources we encode.
     #[arg(long, default_value_t = 720)]
     pub height: u32,
-    /// Test source frames per second.
+    /// Frames per second for sources we encode.
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
-    /// Test source video bit rate in kbit/s.
+    /// Encoder bit rate in kbit/s.
     #[arg(long, default_value_t = 2000)]
     pub bitrate: u32,
     /// Output file: `.mkv` (Matroska, the KVS PutMedia layout) or `.mp4`
@@ -80,6 +116,46 @@ pub struct CaptureArgs {
     /// dts_ns, keyframe, bytes): an index to check the file against.
     #[arg(long, value_name = "FILE")]
     pub frame_log: Option<PathBuf>,
+}
+
+/// `edge-agent run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Configuration file (see agent.example.toml); without it, the
+    /// embedded defaults.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `edge-agent verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The configuration whose store to check (default: the embedded one, ./data).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `edge-agent export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The stream's name.
+    #[arg(long)]
+    pub stream: String,
+    /// Range start: RFC 3339 (2026-11-26T03:00:00Z) or epoch milliseconds.
+    #[arg(long)]
+    pub start: String,
+    /// Range end: RFC 3339 or epoch milliseconds.
+    #[arg(long)]
+    pub end: String,
+    /// Output: `.mp4` or `.mkv`.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The configuration whose store to read (default: the embedded one, ./data).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet_progress: bool,
 }
 
 /// `edge-agent check-config`.

@@ -306,7 +306,11 @@ impl Config {
             let f = |k: &str| format!("streams[{i}].{k}");
             check_name(f("name"), &s.name, &mut deferred);
             if let Err(e) = s.video.parse::<hardware::VideoSource>() {
-                bad(f("video"), format!("{:?}", s.video), &e.to_string());
+                bad(
+                    f("video"),
+                    format!("{:?}", hardware::redact_url(&s.video)),
+                    &e.to_string(),
+                );
             }
             if let Err(e) = s.audio.parse::<hardware::AudioSource>() {
                 bad(f("audio"), format!("{:?}", s.audio), &e.to_string());

@@ -7,9 +7,15 @@ use clap::Parser;
 mod capture;
 mod cli;
 mod config;
+mod export;
+mod http;
 mod output;
+mod probe;
 mod replay;
+mod run;
 mod source;
+mod store;
+mod telemetry;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -21,9 +27,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        cli::Command::Run(args) => run::run(args.config.as_ref()),
         cli::Command::Capture(args) => capture::run(&args),
         cli::Command::Replay(args) => replay::run(&args),
+        cli::Command::Export(args) => export::run(&args),
+        cli::Command::Verify(args) => export::verify(args.config.as_ref()),
         cli::Command::CheckConfig(args) => check_config(&args),
+        cli::Command::Probe(args) => probe::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

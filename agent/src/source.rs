@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use fragmenter::{Frame, Track};
 use hardware::sensor::{SensorCapture, SensorOptions, SensorUri};
-use hardware::{AudioSource, Capture, CaptureOptions, VideoSource};
+use hardware::{AudioSource, Capture, CaptureOptions, SupervisedCapture, SupervisorOptions, VideoSource};
 
 /// What `--source` named.
 pub enum SourceSpec {
@@ -21,7 +21,7 @@ impl SourceSpec {
     /// source (whose parser names what it does not know).
     pub fn parse(s: &str) -> Result<Self> {
         let scheme = s.split(':').next().unwrap_or_default();
-        if matches!(scheme, "velodyne" | "ouster" | "mmwave") {
+        if matches!(scheme, "velodyne" | "ouster" | "mmwave" | "ars408") {
             return Ok(SourceSpec::Sensor(s.parse()?));
         }
         Ok(SourceSpec::Video(s.parse()?))
@@ -36,17 +36,27 @@ impl SourceSpec {
 
 /// A started capture of either kind.
 pub enum Source {
-    /// GStreamer capture.
+    /// GStreamer capture of a file: it ends, it is never restarted.
     Video(Capture),
+    /// GStreamer capture of a live source, restarted with backoff when it
+    /// errors or stalls.
+    Supervised(SupervisedCapture),
     /// Sensor capture.
     Sensor(SensorCapture),
 }
 
 impl Source {
     /// Start the capture described by `spec`.
-    pub fn start(spec: &SourceSpec, video_opts: &CaptureOptions) -> Result<Self> {
+    pub fn start(spec: &SourceSpec, video_opts: &CaptureOptions, stall_timeout: Duration) -> Result<Self> {
         Ok(match spec {
-            SourceSpec::Video(v) => Source::Video(Capture::start(v, video_opts)?),
+            SourceSpec::Video(v @ VideoSource::File(_)) => Source::Video(Capture::start(v, video_opts)?),
+            SourceSpec::Video(v) => {
+                let supervision = SupervisorOptions {
+                    stall_timeout,
+                    ..SupervisorOptions::default()
+                };
+                Source::Supervised(SupervisedCapture::start(v, video_opts, supervision)?)
+            }
             SourceSpec::Sensor(uri) => {
                 Source::Sensor(SensorCapture::start(uri, &SensorOptions::default()).context("cannot start the sensor")?)
             }
@@ -57,6 +67,7 @@ impl Source {
     pub fn tracks(&self) -> &[Track] {
         match self {
             Source::Video(c) => c.tracks(),
+            Source::Supervised(c) => c.tracks(),
             Source::Sensor(c) => c.tracks(),
         }
     }
@@ -69,6 +80,12 @@ impl Source {
                 Ok(Some(f)) => Ok(Poll::Frame(f)),
                 Ok(None) => Ok(Poll::End),
                 // The caller decides how long silence may last.
+                Err(hardware::CaptureError::Stalled { .. }) => Ok(Poll::Quiet),
+                Err(e) => Err(e.into()),
+            },
+            Source::Supervised(c) => match c.next_frame(timeout) {
+                Ok(Some(f)) => Ok(Poll::Frame(f)),
+                Ok(None) => Ok(Poll::End),
                 Err(hardware::CaptureError::Stalled { .. }) => Ok(Poll::Quiet),
                 Err(e) => Err(e.into()),
             },
@@ -86,7 +103,24 @@ impl Source {
     pub fn stop(&mut self) {
         match self {
             Source::Video(c) => c.stop(),
+            Source::Supervised(c) => c.stop(),
             Source::Sensor(c) => c.stop(),
+        }
+    }
+
+    /// Ask the encoder for a key frame (when the fragmenter is waiting for
+    /// one); a no-op for sources that cannot.
+    pub fn request_key_frame(&self) {
+        if let Source::Supervised(c) = self {
+            c.request_key_frame();
+        }
+    }
+
+    /// Restarts after failures, for status pages.
+    pub fn restarts(&self) -> u64 {
+        match self {
+            Source::Supervised(c) => c.stats().restarts,
+            _ => 0,
         }
     }
 
@@ -94,6 +128,13 @@ impl Source {
     pub fn summary(&self) -> Option<String> {
         match self {
             Source::Video(_) => None,
+            Source::Supervised(c) => {
+                let s = c.stats();
+                Some(format!(
+                    "capture: {} restart(s) ({} stall(s), {} error(s), {} end(s)), {} frame(s) dropped before a key frame after a restart",
+                    s.restarts, s.stalls, s.errors, s.ends, s.dropped_before_key_frame
+                ))
+            }
             Source::Sensor(c) => {
                 let s = c.stats();
                 let skipped: Vec<String> = s

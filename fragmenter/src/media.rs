@@ -26,9 +26,10 @@ impl Timestamp {
         Timestamp(ns)
     }
 
-    /// From milliseconds since the Unix epoch.
+    /// From milliseconds since the Unix epoch (saturating at the year
+    /// 2554, the end of a u64 of nanoseconds).
     pub const fn from_millis(ms: u64) -> Self {
-        Timestamp(ms * 1_000_000)
+        Timestamp(ms.saturating_mul(1_000_000))
     }
 
     /// Nanoseconds since the Unix epoch.

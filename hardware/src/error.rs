@@ -116,6 +116,66 @@ pub enum CaptureError {
         /// Why the record was refused.
         error: CodecError,
     },
+    /// A device the source names does not exist (an unplugged camera, a
+    /// wrong sound card number).
+    #[error("{field} = {value:?}: {reason}")]
+    MissingDevice {
+        /// The option: `video` or `audio`.
+        field: &'static str,
+        /// The source as written.
+        value: String,
+        /// What is missing and what exists instead.
+        reason: String,
+    },
+    /// The camera does not offer the size, rate or format asked for.
+    #[error("{field} = {value} is not offered by {source_name}: it offers {offered}")]
+    UnsupportedCaps {
+        /// The option at fault: `width`, `height`, `fps` or `video_codec`.
+        field: &'static str,
+        /// The value asked for.
+        value: String,
+        /// The source, as written.
+        source_name: String,
+        /// The modes the source offers.
+        offered: String,
+    },
+    /// Nothing on this machine can encode the video codec asked for.
+    #[error("no {codec} encoder is installed: tried {tried}")]
+    NoEncoder {
+        /// `H.264` or `H.265`.
+        codec: &'static str,
+        /// The encoders looked for.
+        tried: String,
+    },
+    /// A live source (camera, RTSP server, user pipeline) failed while
+    /// starting; names the source and the element that said why.
+    #[error("source {input} failed: {element}: {message}")]
+    SourceFailed {
+        /// The source, as written (passwords redacted).
+        input: String,
+        /// The element that failed.
+        element: String,
+        /// GStreamer's message, with its debug detail when it helps.
+        message: String,
+    },
+    /// A stream has no video edge-agent can capture.
+    #[error("source {input} has no video edge-agent can capture: it offers {offered}; expected H.264 or H.265{hint}")]
+    NoCapturableVideo {
+        /// The source, as written (passwords redacted).
+        input: String,
+        /// What the source offers, by caps or RTP encoding name.
+        offered: String,
+        /// How to fix it, when known.
+        hint: &'static str,
+    },
+    /// The supervisor thread could not be started or went away.
+    #[error("capture supervisor for {input}: {message}")]
+    Supervisor {
+        /// The source, as written (passwords redacted).
+        input: String,
+        /// What happened.
+        message: String,
+    },
     /// No frame arrived within the timeout given to `next_frame`.
     #[error("no frame from {input} within {timeout:?}: the source stalled")]
     Stalled {

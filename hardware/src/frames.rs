@@ -28,6 +28,8 @@ pub(crate) enum Event {
     Frame(RunningFrame),
     /// Every output reached end of stream.
     Eos,
+    /// One appsink reached end of stream (the others may go on).
+    TrackEos(TrackId),
     /// The pipeline failed; capture cannot go on.
     Error(CaptureError),
 }
@@ -47,8 +49,13 @@ pub(crate) struct RunningFrame {
 /// Send every sample of `sink` as a frame of `track` into `tx`.
 pub(crate) fn feed_channel(sink: &gst_app::AppSink, track: TrackId, tx: SyncSender<Event>) {
     let mut last_caps: Option<gst::Caps> = None;
+    let eos_tx = tx.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
+            .eos(move |_| {
+                // Only fails when capture is being torn down.
+                let _ = eos_tx.send(Event::TrackEos(track));
+            })
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| {
                     if sink.is_eos() {

@@ -487,7 +487,7 @@ fn unknown_source_kind_is_refused_by_name() {
     let err = "foo:bar".parse::<VideoSource>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"unknown source kind "foo" in "foo:bar": expected test, file:PATH"#
+        r#"unknown source kind "foo" in "foo:bar": expected test, v4l2:/dev/videoN, libcamera, argus:N, rtsp://…, file:PATH, pipeline:DESC"#
     );
 }
 

@@ -281,6 +281,8 @@ fn bad_sensor_sources_name_the_field() {
         "x.mp4",
     ]);
     assert!(e.contains("MP4") && e.contains(".mkv"), "{e}");
+    let e = fail(&["capture", "--source", "ars408:can0", "--duration", "1s", "-o", out]);
+    assert!(e.contains("socketcan"), "{e}");
     let e = fail(&["replay", "/no/such.pcap", "--to", "udp://127.0.0.1:9"]);
     assert!(e.contains("/no/such.pcap"), "{e}");
     let e = fail(&["replay", "/dev/null", "--to", "tcp://127.0.0.1:9"]);

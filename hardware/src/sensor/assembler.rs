@@ -4,6 +4,8 @@
 //! * Ouster: one frame per `frame_id`, emitted as soon as every column of
 //!   the window has arrived, or when the next frame starts.
 //! * TI mmWave: one frame per TLV frame.
+//! * Continental ARS408 (CAN): one frame per measurement cycle, from a list
+//!   status message to the next ([`super::ars408::Ars408Assembler`]).
 //!
 //! A frame's payload is the packets it was built from, each prefixed with
 //! its length as a u32 LE ([`pack_packets`]), so replay can re-emit the
@@ -198,11 +200,16 @@ pub enum SkipReason {
     StaleFrame,
     /// Columns already received in this frame.
     Duplicate,
+    /// A CAN ID the adapter does not know (or an extended 29-bit ID).
+    UnknownId,
+    /// A CAN message outside a measurement cycle: before the first list
+    /// status message, or after a cycle was cut.
+    Orphan,
 }
 
 impl SkipReason {
     /// Every reason, in index order.
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::Truncated,
         SkipReason::Oversized,
         SkipReason::WrongModel,
@@ -211,6 +218,8 @@ impl SkipReason {
         SkipReason::MetadataMismatch,
         SkipReason::StaleFrame,
         SkipReason::Duplicate,
+        SkipReason::UnknownId,
+        SkipReason::Orphan,
     ];
 
     fn index(self) -> usize {
@@ -228,6 +237,8 @@ impl SkipReason {
             SkipReason::MetadataMismatch => "metadata_mismatch",
             SkipReason::StaleFrame => "stale_frame",
             SkipReason::Duplicate => "duplicate",
+            SkipReason::UnknownId => "unknown_id",
+            SkipReason::Orphan => "orphan",
         }
     }
 }
@@ -356,23 +367,23 @@ impl Limiter {
 
 /// What every assembler shares: the payload being built, times, counters.
 #[derive(Debug)]
-struct Core {
+pub(super) struct Core {
     name: String,
     track: TrackId,
     policy: TimePolicy,
-    stats: AssemblyStats,
+    pub(super) stats: AssemblyStats,
     limiter: Limiter,
     last_pts: Option<Timestamp>,
     sequence: u64,
     // The frame being built.
     payload: BytesMut,
-    packets: usize,
+    pub(super) packets: usize,
     first_time: Option<(Timestamp, TimeSource)>,
     last_time: Option<Timestamp>,
 }
 
 impl Core {
-    fn new(name: String, track: TrackId, policy: TimePolicy) -> Self {
+    pub(super) fn new(name: String, track: TrackId, policy: TimePolicy) -> Self {
         Core {
             name,
             track,
@@ -388,7 +399,7 @@ impl Core {
         }
     }
 
-    fn skip(&mut self, reason: SkipReason, now: Timestamp, detail: &dyn fmt::Display) {
+    pub(super) fn skip(&mut self, reason: SkipReason, now: Timestamp, detail: &dyn fmt::Display) {
         self.stats.skipped[reason.index()] += 1;
         self.warn(reason, now, detail);
     }
@@ -406,11 +417,11 @@ impl Core {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.packets == 0
     }
 
-    fn append(&mut self, bytes: &[u8], time: (Timestamp, TimeSource)) {
+    pub(super) fn append(&mut self, bytes: &[u8], time: (Timestamp, TimeSource)) {
         // Datagrams are < 64 KiB, so the u32 prefix cannot fail here; a
         // serial frame is bounded by the framer's limit.
         if append_record(&mut self.payload, bytes).is_err() {
@@ -425,7 +436,7 @@ impl Core {
     }
 
     /// Emit the frame being built.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         frame_id: Option<u32>,
         columns_seen: usize,

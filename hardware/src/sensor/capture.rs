@@ -1,7 +1,8 @@
 //! Live sensor capture: a reader thread per sensor feeds the pure assemblers
-//! from a UDP socket (Velodyne, Ouster) or a serial port (TI mmWave) and
-//! hands assembled frames over a bounded channel, so `SensorCapture` looks
-//! like the video `Capture` to the code above it.
+//! from a UDP socket (Velodyne, Ouster), a serial port (TI mmWave) or a
+//! SocketCAN socket (Continental ARS408, with the `socketcan` cargo feature)
+//! and hands assembled frames over a bounded channel, so `SensorCapture`
+//! looks like the video `Capture` to the code above it.
 //!
 //! Threads rather than an async runtime: one socket per sensor, a blocking
 //! read with a short timeout, and no runtime to carry on a small device.
@@ -18,8 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 use tracing::{info, warn};
 
+#[cfg(feature = "socketcan")]
+use super::ars408::{Ars408Assembler, Ars408Mode};
 use super::assembler::{AssembledFrame, AssemblyStats, MmwaveAssembler, OusterAssembler, VelodyneAssembler};
 use super::ouster::OusterMeta;
+#[cfg(feature = "socketcan")]
+use super::track::ars408_track;
 use super::track::{mmwave_track, ouster_track, velodyne_track, TrackError};
 use super::velodyne::DataPacket;
 use super::{SensorUri, TimePolicy};
@@ -80,6 +85,14 @@ pub enum SensorCaptureError {
         /// Why.
         error: std::io::Error,
     },
+    /// The source needs a cargo feature this build does not have.
+    #[error("{source_uri} needs edge-agent built with --features {feature}")]
+    NeedsFeature {
+        /// The sensor URI.
+        source_uri: String,
+        /// The feature, e.g. `hardware/socketcan`.
+        feature: &'static str,
+    },
     /// No frame arrived within the consumer's timeout.
     #[error("{source_uri}: no frame for {timeout:?}")]
     Stalled {
@@ -133,11 +146,13 @@ fn now() -> Timestamp {
     Timestamp::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// One of the three assemblers, fed the same way.
+/// One of the assemblers, fed the same way.
 enum Assembler {
     Velodyne(VelodyneAssembler),
     Ouster(OusterAssembler),
     Mmwave(MmwaveAssembler),
+    #[cfg(feature = "socketcan")]
+    Ars408(Ars408Assembler),
 }
 
 impl Assembler {
@@ -146,6 +161,8 @@ impl Assembler {
             Assembler::Velodyne(a) => a.push(arrival, bytes),
             Assembler::Ouster(a) => a.push(arrival, bytes),
             Assembler::Mmwave(a) => a.push(arrival, bytes),
+            #[cfg(feature = "socketcan")]
+            Assembler::Ars408(a) => a.push(arrival, bytes),
         }
     }
 
@@ -155,6 +172,8 @@ impl Assembler {
             Assembler::Ouster(a) => a.flush(),
             // A TLV frame is emitted whole or not at all.
             Assembler::Mmwave(_) => None,
+            #[cfg(feature = "socketcan")]
+            Assembler::Ars408(a) => a.flush(),
         }
     }
 
@@ -163,6 +182,8 @@ impl Assembler {
             Assembler::Velodyne(a) => a.stats(),
             Assembler::Ouster(a) => a.stats(),
             Assembler::Mmwave(a) => a.stats(),
+            #[cfg(feature = "socketcan")]
+            Assembler::Ars408(a) => a.stats(),
         }
     }
 }
@@ -171,6 +192,10 @@ impl Assembler {
 enum Input {
     Udp(UdpSocket),
     Serial(Box<dyn serialport::SerialPort>),
+    /// Classic CAN frames, handed on in their 14-byte form
+    /// ([`super::ars408::CanFrame::to_bytes`]).
+    #[cfg(feature = "socketcan")]
+    Can(socketcan::CanSocket),
 }
 
 impl Input {
@@ -179,6 +204,8 @@ impl Input {
         let r = match self {
             Input::Udp(s) => s.recv(buf),
             Input::Serial(p) => p.read(buf),
+            #[cfg(feature = "socketcan")]
+            Input::Can(s) => read_can(s, buf),
         };
         match r {
             Ok(n) => Ok(Some(n)),
@@ -187,6 +214,52 @@ impl Input {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Read one CAN frame (100 ms timeout) into `buf` in its 14-byte form.
+#[cfg(feature = "socketcan")]
+fn read_can(socket: &socketcan::CanSocket, buf: &mut [u8]) -> std::io::Result<usize> {
+    use socketcan::{EmbeddedFrame, Frame, Socket};
+    let f = socket.read_frame_timeout(POLL)?;
+    let mut flags = 0;
+    if f.is_extended() {
+        flags |= super::ars408::FLAG_EXTENDED;
+    }
+    if f.is_remote_frame() {
+        flags |= super::ars408::FLAG_REMOTE;
+    }
+    if f.is_error_frame() {
+        flags |= super::ars408::FLAG_ERROR;
+    }
+    let mut frame = super::ars408::CanFrame::new(f.raw_id(), f.data());
+    frame.flags = flags;
+    frame.dlc = u8::try_from(f.dlc()).unwrap_or(u8::MAX);
+    let b = frame.to_bytes();
+    let out = buf
+        .get_mut(..b.len())
+        .ok_or_else(|| std::io::Error::other("CAN read buffer too small"))?;
+    out.copy_from_slice(&b);
+    Ok(b.len())
+}
+
+/// Open the SocketCAN interface of an ARS408 source.
+#[cfg(feature = "socketcan")]
+fn start_ars408(
+    interface: &str,
+    mode: Ars408Mode,
+    opts: &SensorOptions,
+) -> Result<(Track, Assembler, Input), SensorCaptureError> {
+    use socketcan::Socket;
+    let open_err = |e: std::io::Error| SensorCaptureError::Open {
+        what: "CAN interface",
+        path: PathBuf::from(interface),
+        error: e.to_string(),
+    };
+    let socket = socketcan::CanSocket::open(interface).map_err(open_err)?;
+    socket.set_read_timeout(POLL).map_err(open_err)?;
+    let track = ars408_track(opts.track, mode, &opts.time_policy)?;
+    let asm = Ars408Assembler::with_policy(opts.track, mode, opts.time_policy);
+    Ok((track, Assembler::Ars408(asm), Input::Can(socket)))
 }
 
 fn bind(host: &str, port: u16) -> Result<UdpSocket, SensorCaptureError> {
@@ -318,6 +391,15 @@ impl SensorCapture {
                 let track = mmwave_track(opts.track, "mmWave out-of-box demo", cfg_text.as_deref(), &policy)?;
                 let asm = MmwaveAssembler::with_policy(opts.track, policy);
                 (track, Assembler::Mmwave(asm), Input::Serial(data_port))
+            }
+            #[cfg(feature = "socketcan")]
+            SensorUri::Ars408 { interface, mode } => start_ars408(interface, *mode, opts)?,
+            #[cfg(not(feature = "socketcan"))]
+            SensorUri::Ars408 { .. } => {
+                return Err(SensorCaptureError::NeedsFeature {
+                    source_uri: uri.to_string(),
+                    feature: "hardware/socketcan",
+                })
             }
         };
 

@@ -5,6 +5,7 @@
 //! [`decode_frame`] for one frame, or a [`FrameDecoder`] to reuse the
 //! parsed descriptor and lookup tables across frames.
 
+use super::ars408::{self, Ars408Error, Message, StoredCanFrame};
 use super::assembler::{iter_packets, PackError};
 use super::mmwave::{self, MmwaveError};
 use super::ouster::{self, LidarPacket, OusterError, OusterMeta, XyzLut};
@@ -59,6 +60,14 @@ pub enum DecodeError {
         /// What was wrong.
         source: MmwaveError,
     },
+    /// An ARS408 CAN record in the frame is bad.
+    #[error("CAN record {packet} of the frame: {source}")]
+    Ars408 {
+        /// Record index in the frame.
+        packet: usize,
+        /// What was wrong.
+        source: Ars408Error,
+    },
     /// No built-in laser table for the track's Velodyne model.
     #[error(transparent)]
     NoDecoder(VelodyneError),
@@ -78,6 +87,7 @@ enum Inner {
     Velodyne(Box<PointDecoder>),
     Ouster { meta: Box<OusterMeta>, lut: XyzLut },
     Mmwave,
+    Ars408,
 }
 
 /// A decoder for one track: codec and descriptor parsed once, lookup
@@ -92,6 +102,7 @@ impl std::fmt::Debug for FrameDecoder {
             Inner::Velodyne(d) => format!("Velodyne {}", d.model()),
             Inner::Ouster { meta, .. } => format!("Ouster {:?}", meta.prod_line),
             Inner::Mmwave => "TI mmWave".into(),
+            Inner::Ars408 => "Continental ARS408".into(),
         };
         f.debug_struct("FrameDecoder").field("sensor", &kind).finish()
     }
@@ -119,6 +130,7 @@ impl FrameDecoder {
                 }
             }
             SensorCodec::Mmwave => Inner::Mmwave,
+            SensorCodec::Ars408 => Inner::Ars408,
         };
         Ok(FrameDecoder { inner })
     }
@@ -152,6 +164,22 @@ impl FrameDecoder {
                         z: d.z,
                         intensity_or_velocity: d.velocity,
                     }));
+                }
+                Inner::Ars408 => {
+                    // Object or cluster general messages become points:
+                    // x = DistLong, y = DistLat, value = VrelLong.
+                    let err = |source| DecodeError::Ars408 { packet: i, source };
+                    let f = StoredCanFrame::from_bytes(p).map_err(err)?;
+                    match ars408::decode(&f.frame).map_err(err)?.message {
+                        Message::ObjectGeneral(ars408::ObjectGeneral(g))
+                        | Message::ClusterGeneral(ars408::ClusterGeneral(g)) => out.push(Point {
+                            x: g.dist_long,
+                            y: g.dist_lat,
+                            z: 0.0,
+                            intensity_or_velocity: g.vrel_long,
+                        }),
+                        _ => {}
+                    }
                 }
             }
         }

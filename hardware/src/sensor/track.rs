@@ -6,7 +6,8 @@
 //!
 //! * `O_VELODYNE/<MODEL>_PACKET`, e.g. `O_VELODYNE/HDL32E_PACKET`;
 //! * `O_OUSTER/LIDAR_PACKET`;
-//! * `O_TIMMWAVE/OOB_UART`.
+//! * `O_TIMMWAVE/OOB_UART`;
+//! * `O_CAN/ARS408` (Continental ARS408-21 CAN frames of one cycle).
 //!
 //! CodecPrivate is a JSON descriptor: what the sensor is, how frame times
 //! were chosen, the payload layout, and whatever decoding needs (the Ouster
@@ -17,6 +18,7 @@ use fragmenter::media::{MediaError, SensorCodecId, SensorKind, SensorTrack};
 use fragmenter::{Track, TrackId};
 use serde_json::{json, Value};
 
+use super::ars408::Ars408Mode;
 use super::assembler::TimePolicy;
 use super::ouster::{OusterError, OusterMeta};
 use super::velodyne::Model;
@@ -25,6 +27,12 @@ use super::velodyne::Model;
 pub const OUSTER_CODEC_ID: &str = "O_OUSTER/LIDAR_PACKET";
 /// Codec ID of TI mmWave out-of-box demo UART tracks.
 pub const MMWAVE_CODEC_ID: &str = "O_TIMMWAVE/OOB_UART";
+/// Codec ID of Continental ARS408 CAN tracks.
+pub const ARS408_CODEC_ID: &str = "O_CAN/ARS408";
+/// What the ARS408 descriptor says of its decoding.
+pub const ARS408_DECODER_NOTE: &str = "provisional, validate against ARS408_can_database_ch0.dbc";
+/// The ARS408 payload record.
+pub const ARS408_RECORD: &str = "t_ns u64le, can_id u32le, flags u8 (1 extended, 2 remote, 4 error), dlc u8, data[8]";
 /// Prefix of Velodyne codec IDs.
 pub const VELODYNE_CODEC_PREFIX: &str = "O_VELODYNE/";
 /// Suffix of Velodyne codec IDs.
@@ -43,7 +51,7 @@ pub enum TrackError {
     #[error(transparent)]
     CodecId(#[from] MediaError),
     /// The codec ID is not one of ours.
-    #[error("sensor codec ID {got:?} is unknown: expected O_VELODYNE/<MODEL>_PACKET, {OUSTER_CODEC_ID} or {MMWAVE_CODEC_ID}")]
+    #[error("sensor codec ID {got:?} is unknown: expected O_VELODYNE/<MODEL>_PACKET, {OUSTER_CODEC_ID}, {MMWAVE_CODEC_ID} or {ARS408_CODEC_ID}")]
     UnknownCodec {
         /// The ID.
         got: String,
@@ -73,6 +81,8 @@ pub enum SensorCodec {
     Ouster,
     /// TI mmWave out-of-box demo UART frames.
     Mmwave,
+    /// Continental ARS408 CAN frames, one measurement cycle per frame.
+    Ars408,
 }
 
 impl SensorCodec {
@@ -84,6 +94,7 @@ impl SensorCodec {
             }
             SensorCodec::Ouster => OUSTER_CODEC_ID.into(),
             SensorCodec::Mmwave => MMWAVE_CODEC_ID.into(),
+            SensorCodec::Ars408 => ARS408_CODEC_ID.into(),
         }
     }
 
@@ -98,6 +109,7 @@ impl SensorCodec {
         match id {
             OUSTER_CODEC_ID => Ok(SensorCodec::Ouster),
             MMWAVE_CODEC_ID => Ok(SensorCodec::Mmwave),
+            ARS408_CODEC_ID => Ok(SensorCodec::Ars408),
             _ => {
                 let tag = id
                     .strip_prefix(VELODYNE_CODEC_PREFIX)
@@ -113,7 +125,7 @@ impl SensorCodec {
     /// LIDAR or RADAR.
     pub fn kind(self) -> SensorKind {
         match self {
-            SensorCodec::Mmwave => SensorKind::Radar,
+            SensorCodec::Mmwave | SensorCodec::Ars408 => SensorKind::Radar,
             _ => SensorKind::Lidar,
         }
     }
@@ -137,6 +149,12 @@ pub struct Descriptor {
     pub ouster_metadata: Option<Value>,
     /// TI mmWave `.cfg` text sent to the CLI port.
     pub mmwave_cfg: Option<String>,
+    /// ARS408 list mode: `object` or `cluster`.
+    pub mode: Option<String>,
+    /// How trustworthy the decoding is (ARS408: provisional).
+    pub decoder: Option<String>,
+    /// Layout of each payload record, when not a raw datagram (ARS408).
+    pub record: Option<String>,
 }
 
 impl Descriptor {
@@ -163,6 +181,15 @@ impl Descriptor {
         }
         if let Some(c) = &self.mmwave_cfg {
             o.insert("mmwave_cfg".into(), json!(c));
+        }
+        for (k, v) in [
+            ("mode", &self.mode),
+            ("decoder", &self.decoder),
+            ("record", &self.record),
+        ] {
+            if let Some(v) = v {
+                o.insert(k.into(), json!(v));
+            }
         }
         let b = serde_json::to_vec(&v).map_err(|e| TrackError::Descriptor(e.to_string()))?;
         if b.len() > MAX_CODEC_PRIVATE {
@@ -194,6 +221,9 @@ impl Descriptor {
             time_source: s("time_source").unwrap_or_default(),
             ouster_metadata: v.get("ouster_metadata").filter(|m| !m.is_null()).cloned(),
             mmwave_cfg: s("mmwave_cfg"),
+            mode: s("mode"),
+            decoder: s("decoder"),
+            record: s("record"),
         })
     }
 }
@@ -236,6 +266,9 @@ pub fn velodyne_track(
         time_source: time_source_text(policy, "GPS top-of-hour counter in the arrival's hour"),
         ouster_metadata: None,
         mmwave_cfg: None,
+        mode: None,
+        decoder: None,
+        record: None,
     };
     sensor_track(
         id,
@@ -258,6 +291,9 @@ pub fn ouster_track(id: TrackId, metadata_json: &str, policy: &TimePolicy) -> Re
         time_source: time_source_text(policy, "packet timestamps (PTP/GPS; TAI recognized)"),
         ouster_metadata: Some(v),
         mmwave_cfg: None,
+        mode: None,
+        decoder: None,
+        record: None,
     };
     sensor_track(id, format!("Ouster {model}"), SensorCodec::Ouster, &d)
 }
@@ -279,8 +315,35 @@ pub fn mmwave_track(id: TrackId, model: &str, cfg: Option<&str>, policy: &TimePo
         ),
         ouster_metadata: None,
         mmwave_cfg: cfg.map(str::to_owned),
+        mode: None,
+        decoder: None,
+        record: None,
     };
     sensor_track(id, format!("TI mmWave {model}"), SensorCodec::Mmwave, &d)
+}
+
+/// A Continental ARS408-21 track (object or cluster list).
+pub fn ars408_track(id: TrackId, mode: Ars408Mode, policy: &TimePolicy) -> Result<Track, TrackError> {
+    let d = Descriptor {
+        vendor: "Continental".into(),
+        model: "ARS408-21".into(),
+        firmware: None,
+        serial: None,
+        // CAN messages carry no clock: the arrival of the status message.
+        time_source: time_source_text(
+            &TimePolicy {
+                prefer_sensor: false,
+                ..*policy
+            },
+            "",
+        ),
+        ouster_metadata: None,
+        mmwave_cfg: None,
+        mode: Some(mode.as_str().into()),
+        decoder: Some(ARS408_DECODER_NOTE.into()),
+        record: Some(ARS408_RECORD.into()),
+    };
+    sensor_track(id, format!("Continental ARS408-21 {mode}s"), SensorCodec::Ars408, &d)
 }
 
 #[cfg(test)]
@@ -297,6 +360,7 @@ mod tests {
         codecs.push(SensorCodec::Velodyne(Model::Unknown(0x63)));
         codecs.push(SensorCodec::Ouster);
         codecs.push(SensorCodec::Mmwave);
+        codecs.push(SensorCodec::Ars408);
         for c in codecs {
             let s = c.codec_id().unwrap_or_else(|e| panic!("{c:?}: {e}"));
             assert!(s.as_str().len() <= 32);

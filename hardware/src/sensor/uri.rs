@@ -3,6 +3,8 @@
 //! * `velodyne:udp://HOST[:2368][?position_port=8308]`
 //! * `ouster:udp://HOST[:7502]?metadata=FILE[&imu_port=7503]`
 //! * `mmwave:/dev/ttyUSB1?config=/dev/ttyUSB0[&cfg=FILE][&baud=921600][&config_baud=115200]`
+//! * `ars408:INTERFACE[?mode=object|cluster]`, e.g. `ars408:can0` or
+//!   `ars408:vcan0?mode=cluster` (a SocketCAN interface; default objects)
 //!
 //! `HOST` is the address to receive on (`0.0.0.0`, an interface address,
 //! or `[::]`); the capture layer binds it. Query values may be
@@ -12,10 +14,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use super::ars408::Ars408Mode;
 use super::{ouster, velodyne};
 
 /// The schemes accepted, for error messages.
-pub const SCHEMES: &str = "velodyne, ouster, mmwave";
+pub const SCHEMES: &str = "velodyne, ouster, mmwave, ars408";
 /// Default TI mmWave data UART rate.
 pub const DEFAULT_DATA_BAUD: u32 = 921_600;
 /// Default TI mmWave CLI UART rate.
@@ -56,6 +59,13 @@ pub enum SensorUri {
         data_baud: u32,
         /// CLI UART rate.
         config_baud: u32,
+    },
+    /// Continental ARS408 RADAR on a SocketCAN interface.
+    Ars408 {
+        /// Interface name, e.g. `can0`.
+        interface: String,
+        /// Object or cluster list.
+        mode: Ars408Mode,
     },
 }
 
@@ -343,6 +353,52 @@ impl FromStr for SensorUri {
                         .unwrap_or(DEFAULT_CONFIG_BAUD),
                 })
             }
+            "ars408" => {
+                const S: &str = "ars408";
+                let q = Query::parse(S, query, &["mode"], "mode")?;
+                if body.starts_with("//") {
+                    return Err(UriError::Syntax {
+                        scheme: S,
+                        uri: uri.to_owned(),
+                        expected: "ars408:INTERFACE[?mode=object|cluster] (e.g. ars408:can0)",
+                    });
+                }
+                if body.is_empty() {
+                    return Err(UriError::MissingField {
+                        scheme: S,
+                        field: "interface",
+                        hint: "the SocketCAN interface, e.g. ars408:can0",
+                    });
+                }
+                // Linux interface names: 1..=15 bytes, no '/', ':' or space.
+                if body.len() > 15
+                    || body == "."
+                    || body == ".."
+                    || body
+                        .chars()
+                        .any(|c| c.is_whitespace() || "/:%?#&=".contains(c) || c.is_control())
+                {
+                    return Err(UriError::BadValue {
+                        scheme: S,
+                        field: "interface",
+                        value: body.to_owned(),
+                        expected: "a network interface name of at most 15 bytes, e.g. can0",
+                    });
+                }
+                let mode = match q.get("mode") {
+                    None => Ars408Mode::default(),
+                    Some(m) => m.parse().map_err(|()| UriError::BadValue {
+                        scheme: S,
+                        field: "mode",
+                        value: m.to_owned(),
+                        expected: "object or cluster",
+                    })?,
+                };
+                Ok(SensorUri::Ars408 {
+                    interface: body.to_owned(),
+                    mode,
+                })
+            }
             other => Err(UriError::UnknownScheme { got: other.to_owned() }),
         }
     }
@@ -396,6 +452,13 @@ impl fmt::Display for SensorUri {
                     write!(f, "&cfg={}", percent_encode(&c.to_string_lossy()))?;
                 }
                 write!(f, "&baud={data_baud}&config_baud={config_baud}")
+            }
+            SensorUri::Ars408 { interface, mode } => {
+                write!(f, "ars408:{interface}")?;
+                if *mode != Ars408Mode::default() {
+                    write!(f, "?mode={mode}")?;
+                }
+                Ok(())
             }
         }
     }

@@ -1,0 +1,105 @@
+//! `/api/streams`: streams, tracks, recorded ranges, store and capture state.
+
+use anyhow::Result;
+use fragmenter::media::TrackMedia;
+use fragmenter::{Timestamp, Track};
+use serde_json::{json, Value};
+
+use crate::run::recorder::RecorderStatus;
+use crate::store::{Store, StreamState, UploadCounts};
+
+fn time(t: Timestamp) -> Value {
+    json!({ "utc": t.to_rfc3339(), "ms": t.as_millis() })
+}
+
+fn track(t: &Track) -> Value {
+    let mut v = json!({
+        "id": t.id.get(),
+        "name": t.name,
+        "kind": format!("{:?}", t.kind()).to_lowercase(),
+        "codec_id": t.mkv_codec_id(),
+    });
+    match &t.media {
+        TrackMedia::Video(video) => {
+            v["codecs"] = json!(video.codecs_string());
+            v["width"] = json!(video.width);
+            v["height"] = json!(video.height);
+        }
+        TrackMedia::Audio(a) => {
+            v["codecs"] = json!(a.codecs_string());
+            v["sample_rate"] = json!(a.sample_rate);
+            v["channels"] = json!(a.channels);
+        }
+        TrackMedia::Sensor(_) => {}
+    }
+    v
+}
+
+fn upload(u: &UploadCounts) -> Value {
+    json!({
+        "pending": u.pending, "sent": u.sent, "received": u.received,
+        "persisted": u.persisted, "failed": u.failed, "skipped": u.skipped,
+    })
+}
+
+/// The JSON document.
+pub fn streams(store: &Store, recorders: &[RecorderStatus]) -> Result<Value> {
+    let mut out = Vec::new();
+    for s in store.streams()? {
+        let state = match &s.state {
+            StreamState::Idle => json!({ "state": "idle" }),
+            StreamState::Recording => json!({ "state": "recording" }),
+            StreamState::Denied { reason, since } => {
+                json!({ "state": "denied", "reason": reason.to_string(), "since": time(*since) })
+            }
+        };
+        let capture = recorders.iter().find(|r| r.name == s.name).map(|r| {
+            json!({
+                "source": r.source,
+                "running": r.running,
+                "restarts": r.restarts,
+                "source_restarts": r.source_restarts,
+                "frames": r.frames,
+                "refused_frames": r.refused,
+                "last_error": r.last_error,
+                "since": r.since.map(time),
+            })
+        });
+        out.push(json!({
+            "name": s.name,
+            "uploads": s.uploads,
+            "store": state,
+            "last_store_error": s.last_error,
+            "tracks": s.tracks.iter().map(track).collect::<Vec<_>>(),
+            "fragments": s.fragments,
+            "bytes": s.bytes,
+            "disk_bytes": s.disk_bytes,
+            "oldest": s.oldest.map(time),
+            "newest": s.newest.map(time),
+            "ranges": s.ranges.iter().map(|(a, b)| json!({ "start": time(*a), "end": time(*b) })).collect::<Vec<_>>(),
+            "upload": upload(&s.upload),
+            "capture": capture,
+        }));
+    }
+    let st = store.stats();
+    Ok(json!({
+        "streams": out,
+        "store": {
+            "path": store.config().path.display().to_string(),
+            "on_full": store.config().on_full.to_string(),
+            "disk_bytes": st.disk_bytes,
+            "free_bytes": st.free_bytes,
+            "fragments_written": st.fragments_written,
+            "bytes_written": st.bytes_written,
+            "deleted_fragments": {
+                "max_age": st.deleted_fragments.age,
+                "max_size": st.deleted_fragments.max_size,
+                "min_free": st.deleted_fragments.min_free,
+                "disk_full": st.deleted_fragments.disk_full,
+                "after_upload": st.deleted_fragments.after_upload,
+            },
+            "deleted_not_uploaded": st.deleted_not_uploaded,
+            "disk_full_errors": st.disk_full_errors,
+        },
+    }))
+}

@@ -1,0 +1,135 @@
+//! The agent's HTTP surface (one port): `/healthz`, `/metrics`,
+//! `/api/streams`. Playback routes join it in later issues.
+//!
+//! Store calls are blocking (SQLite, files), so handlers run them on the
+//! blocking pool and the event loop stays free for other connections.
+
+mod api;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::run::recorder::RecorderStatus;
+use crate::store::Store;
+
+/// What handlers share.
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// Each recorder's live status.
+    pub recorders: Vec<Arc<Mutex<RecorderStatus>>>,
+    /// The Prometheus recorder, when this process installed it.
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    fn recorder_snapshots(&self) -> Vec<RecorderStatus> {
+        self.recorders
+            .iter()
+            .filter_map(|r| r.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+}
+
+/// Response body type for every route.
+pub type Body = Full<Bytes>;
+
+/// Serve until `shutdown` turns true; connections in flight finish.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off a moment rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, state.clone(), peer));
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let response = match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n", "text/plain; charset=utf-8"),
+        (Method::GET | Method::HEAD, "/metrics") => {
+            let state = state.clone();
+            match tokio::task::spawn_blocking(move || {
+                state
+                    .prometheus
+                    .as_ref()
+                    .map(|h| crate::telemetry::render(h, &state.store, &state.recorder_snapshots()))
+            })
+            .await
+            {
+                Ok(Some(body)) => text(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8"),
+                Ok(None) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "metrics are not installed in this process",
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("metrics failed: {e}")),
+            }
+        }
+        (Method::GET | Method::HEAD, "/api/streams") => {
+            let state = state.clone();
+            match tokio::task::spawn_blocking(move || api::streams(&state.store, &state.recorder_snapshots())).await {
+                Ok(Ok(v)) => json(StatusCode::OK, &v),
+                Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        (_, "/healthz" | "/metrics" | "/api/streams") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed here")
+        }
+        _ => error(StatusCode::NOT_FOUND, &format!("no such resource: {path}")),
+    };
+    Ok(response)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    text(status, v.to_string(), "application/json")
+}
+
+/// Errors are JSON with a reason, for scripts and players alike.
+fn error(status: StatusCode, reason: &str) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": reason, "status": status.as_u16() }),
+    )
+}

@@ -1,0 +1,168 @@
+//! `edge-agent run`: every configured stream and sensor recorded into the
+//! store, retention enforced, and the HTTP surface served, until SIGINT or
+//! SIGTERM closes the open fragments and flushes.
+
+pub mod recorder;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hardware::{AudioSource, CaptureOptions};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::source::SourceSpec;
+use crate::store::{OnFull, Store, StoreConfig, SystemClock};
+use recorder::{Recorder, RecorderSpec};
+
+/// How often retention runs (it also runs as the store sees fit on writes).
+const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// The store configuration a config file describes.
+pub fn store_config(config: &Config) -> Result<StoreConfig> {
+    let s = &config.store;
+    let on_full: OnFull = s.on_full.parse().map_err(anyhow::Error::msg)?;
+    Ok(StoreConfig {
+        max_age_hours: s.max_age_hours,
+        max_size_mb: s.max_size_mb,
+        on_full,
+        delete_after_upload: s.delete_after_upload,
+        min_free_mb: s.min_free_mb,
+        ..StoreConfig::new(s.path.clone())
+    })
+}
+
+/// Load `-c FILE`, or the embedded defaults.
+pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded_default(),
+    })
+}
+
+fn recorder_specs(config: &Config) -> Result<Vec<RecorderSpec>> {
+    let mut specs = Vec::new();
+    for s in &config.streams {
+        let source = SourceSpec::parse(&s.video).with_context(|| format!("stream {}: video", s.name))?;
+        let audio: AudioSource = s.audio.parse().with_context(|| format!("stream {}: audio", s.name))?;
+        specs.push(RecorderSpec {
+            name: s.name.clone(),
+            // Kept for messages and /api/streams: never with a password.
+            source_text: hardware::redact_url(&s.video),
+            source,
+            capture: CaptureOptions {
+                fragment_duration: Duration::from_secs(s.fragment_seconds.into()),
+                width: s.width,
+                height: s.height,
+                fps: s.fps,
+                video_bitrate_kbps: s.bitrate_kbps,
+                audio,
+                ..CaptureOptions::default()
+            },
+            fragment: Duration::from_secs(s.fragment_seconds.into()),
+            uploads: s.upload.is_some(),
+        });
+    }
+    for s in &config.sensors {
+        specs.push(RecorderSpec {
+            name: s.name.clone(),
+            source_text: s.source.clone(),
+            source: SourceSpec::parse(&s.source).with_context(|| format!("sensor {}: source", s.name))?,
+            capture: CaptureOptions::default(),
+            fragment: Duration::from_secs(s.fragment_seconds.into()),
+            uploads: s.upload.is_some(),
+        });
+    }
+    Ok(specs)
+}
+
+/// Run until a signal.
+pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
+    let config = load_config(config_path)?;
+    let listen: SocketAddr = config.http.listen.parse().context("http.listen")?;
+    let store = Store::open(store_config(&config)?, Arc::new(SystemClock))
+        .with_context(|| format!("cannot open the store in {}", config.store.path.display()))?;
+    let report = store.recovery_report();
+    if !report.is_clean() {
+        warn!(?report, "the store was not closed cleanly; recovered");
+    }
+    let prometheus = crate::telemetry::install();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("edge-agent-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    // Bind before recording starts: a port in use is a configuration error
+    // the user should see at once, not after the cameras spun up.
+    let listener = runtime
+        .block_on(TcpListener::bind(listen))
+        .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut recorders = Vec::new();
+    for spec in recorder_specs(&config)? {
+        recorders.push(Recorder::spawn(spec, store.clone(), stop.clone())?);
+    }
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        recorders: recorders.iter().map(Recorder::status_handle).collect(),
+        prometheus,
+    });
+    info!(
+        streams = config.streams.len(),
+        sensors = config.sensors.len(),
+        store = %config.store.path.display(),
+        "edge-agent running; web UI on http://{listen}"
+    );
+    println!(
+        "edge-agent: recording into {}, HTTP on http://{listen}",
+        config.store.path.display()
+    );
+
+    runtime.block_on(async {
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
+        let retention = {
+            let store = store.clone();
+            let mut rx = shutdown_tx.subscribe();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RETENTION_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = rx.changed() => break,
+                    }
+                    let store = store.clone();
+                    match tokio::task::spawn_blocking(move || store.enforce_retention()).await {
+                        Ok(Ok(r)) if r.fragments.total() > 0 => info!(?r, "retention"),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => warn!(error = %e, "retention failed"),
+                        Err(e) => warn!(error = %e, "retention task failed"),
+                    }
+                }
+            })
+        };
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: closing open fragments"),
+            _ = term.recv() => info!("SIGTERM: closing open fragments"),
+        }
+        let _ = shutdown_tx.send(true);
+        let _ = server.await;
+        let _ = retention.await;
+    });
+    stop.store(true, Ordering::Relaxed);
+    for r in recorders {
+        r.join();
+    }
+    info!("stopped");
+    Ok(())
+}

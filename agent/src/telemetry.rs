@@ -1,0 +1,73 @@
+//! Prometheus metrics: the store's counters and each recorder's state,
+//! published at `/metrics`. Values are read from their owners at scrape time
+//! rather than pushed on every event, so the hot path pays nothing.
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::run::recorder::RecorderStatus;
+use crate::store::{Store, StreamState};
+
+/// Install the recorder for this process. `None` when one is installed
+/// already (a second `run` in one process, as tests do).
+pub fn install() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new().install_recorder().ok()
+}
+
+/// Refresh every metric from its source, then render the exposition text.
+pub fn render(handle: &PrometheusHandle, store: &Store, recorders: &[RecorderStatus]) -> String {
+    let s = store.stats();
+    counter!("edge_agent_store_bytes_written_total").absolute(s.bytes_written);
+    counter!("edge_agent_store_fragments_written_total").absolute(s.fragments_written);
+    counter!("edge_agent_store_frames_written_total").absolute(s.frames_written);
+    counter!("edge_agent_store_fragments_aborted_total").absolute(s.fragments_aborted);
+    counter!("edge_agent_store_fragments_denied_total").absolute(s.fragments_denied);
+    counter!("edge_agent_store_disk_full_errors_total").absolute(s.disk_full_errors);
+    counter!("edge_agent_store_deleted_not_uploaded_total").absolute(s.deleted_not_uploaded);
+    for (reason, n, b) in [
+        ("max_age", s.deleted_fragments.age, s.deleted_bytes.age),
+        ("max_size", s.deleted_fragments.max_size, s.deleted_bytes.max_size),
+        ("min_free", s.deleted_fragments.min_free, s.deleted_bytes.min_free),
+        ("disk_full", s.deleted_fragments.disk_full, s.deleted_bytes.disk_full),
+        (
+            "after_upload",
+            s.deleted_fragments.after_upload,
+            s.deleted_bytes.after_upload,
+        ),
+    ] {
+        counter!("edge_agent_store_deleted_fragments_total", "reason" => reason).absolute(n);
+        counter!("edge_agent_store_deleted_bytes_total", "reason" => reason).absolute(b);
+    }
+    gauge!("edge_agent_store_disk_bytes").set(s.disk_bytes as f64);
+    if let Some(free) = s.free_bytes {
+        gauge!("edge_agent_store_free_bytes").set(free as f64);
+    }
+    counter!("edge_agent_store_fsync_total").absolute(s.fsync.count);
+    gauge!("edge_agent_store_fsync_seconds_sum").set(s.fsync.total.as_secs_f64());
+    gauge!("edge_agent_store_fsync_seconds_max").set(s.fsync.max.as_secs_f64());
+
+    if let Ok(streams) = store.streams() {
+        for st in streams {
+            let name = st.name.clone();
+            gauge!("edge_agent_stream_fragments", "stream" => name.clone()).set(st.fragments as f64);
+            gauge!("edge_agent_stream_bytes", "stream" => name.clone()).set(st.bytes as f64);
+            if let Some(t) = st.oldest {
+                gauge!("edge_agent_stream_oldest_seconds", "stream" => name.clone()).set(t.as_nanos() as f64 / 1e9);
+            }
+            if let Some(t) = st.newest {
+                gauge!("edge_agent_stream_newest_seconds", "stream" => name.clone()).set(t.as_nanos() as f64 / 1e9);
+            }
+            let denied = matches!(st.state, StreamState::Denied { .. });
+            gauge!("edge_agent_stream_denied", "stream" => name).set(f64::from(u8::from(denied)));
+        }
+    }
+    for r in recorders {
+        let name = r.name.clone();
+        counter!("edge_agent_capture_restarts_total", "stream" => name.clone())
+            .absolute(r.restarts + r.source_restarts);
+        counter!("edge_agent_capture_frames_total", "stream" => name.clone()).absolute(r.frames);
+        counter!("edge_agent_capture_frames_refused_total", "stream" => name.clone()).absolute(r.refused);
+        gauge!("edge_agent_capture_running", "stream" => name).set(f64::from(u8::from(r.running)));
+    }
+    handle.render()
+}
