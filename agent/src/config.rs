@@ -141,6 +141,12 @@ pub struct StreamSection {
     /// Video bit rate, kbit/s.
     #[serde(default = "default_bitrate")]
     pub bitrate_kbps: u32,
+    /// Video codec for sources that encode: `h264` or `h265`.
+    #[serde(default = "default_codec")]
+    pub codec: String,
+    /// Audio codecs for sources that encode (at most two).
+    #[serde(default = "default_audio_codecs")]
+    pub audio_codecs: Vec<String>,
     /// Upload to KVS; absent = local only.
     #[serde(default)]
     pub upload: Option<UploadSection>,
@@ -163,6 +169,12 @@ fn default_fps() -> u32 {
 }
 fn default_bitrate() -> u32 {
     2000
+}
+fn default_codec() -> String {
+    "h264".into()
+}
+fn default_audio_codecs() -> Vec<String> {
+    vec!["aac".into()]
 }
 
 /// `[[sensors]]`.
@@ -227,6 +239,8 @@ impl Config {
                 height: default_height(),
                 fps: default_fps(),
                 bitrate_kbps: default_bitrate(),
+                codec: default_codec(),
+                audio_codecs: default_audio_codecs(),
                 upload: None,
             }],
             ..Config::default()
@@ -338,6 +352,21 @@ impl Config {
             }
             if !(1..=120).contains(&s.fps) {
                 bad(f("fps"), s.fps.to_string(), "expected 1 to 120");
+            }
+            if let Err(e) = s.codec.parse::<hardware::VideoCodecChoice>() {
+                bad(f("codec"), format!("{:?}", s.codec), &e.to_string());
+            }
+            if s.audio_codecs.is_empty() || s.audio_codecs.len() > 2 {
+                bad(
+                    f("audio_codecs"),
+                    format!("{:?}", s.audio_codecs),
+                    "expected one or two codecs",
+                );
+            }
+            for c in &s.audio_codecs {
+                if let Err(e) = c.parse::<hardware::AudioCodecChoice>() {
+                    bad(f("audio_codecs"), format!("{c:?}"), &e.to_string());
+                }
             }
             if !(64..=100_000).contains(&s.bitrate_kbps) {
                 bad(f("bitrate_kbps"), s.bitrate_kbps.to_string(), "expected 64 to 100000");

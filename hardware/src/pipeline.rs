@@ -370,6 +370,8 @@ struct Links {
     complete: bool,
     /// The tracks are fixed; streams appearing later are not captured.
     resolved: bool,
+    /// File: when resolving first found no stream yet.
+    empty_since: Option<std::time::Instant>,
 }
 
 fn lock(links: &Mutex<Links>) -> MutexGuard<'_, Links> {
@@ -511,8 +513,17 @@ impl DynamicContext {
                 Ok(Some(sinks))
             }
             Mode::File(path) => {
-                links.resolved = true;
                 let path = path.clone();
+                if links.streams == 0 {
+                    // Under load parsebin can expose its pads just after the
+                    // pipeline reports PLAYING; give it a moment. A file it
+                    // cannot read posts a bus error, which ends the wait.
+                    let since = *links.empty_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() < std::time::Duration::from_secs(2) {
+                        return Ok(None);
+                    }
+                }
+                links.resolved = true;
                 if links.streams == 0 {
                     // parsebin gives up without exposing anything when the
                     // file is not a format it knows; its own error on the bus

@@ -52,6 +52,13 @@ fn recorder_specs(config: &Config) -> Result<Vec<RecorderSpec>> {
     for s in &config.streams {
         let source = SourceSpec::parse(&s.video).with_context(|| format!("stream {}: video", s.name))?;
         let audio: AudioSource = s.audio.parse().with_context(|| format!("stream {}: audio", s.name))?;
+        let video_codec = s.codec.parse().with_context(|| format!("stream {}: codec", s.name))?;
+        let audio_codecs = s
+            .audio_codecs
+            .iter()
+            .map(|c| c.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("stream {}: audio_codecs", s.name))?;
         specs.push(RecorderSpec {
             name: s.name.clone(),
             // Kept for messages and /api/streams: never with a password.
@@ -63,6 +70,8 @@ fn recorder_specs(config: &Config) -> Result<Vec<RecorderSpec>> {
                 height: s.height,
                 fps: s.fps,
                 video_bitrate_kbps: s.bitrate_kbps,
+                video_codec,
+                audio_codecs,
                 audio,
                 ..CaptureOptions::default()
             },

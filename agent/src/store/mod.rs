@@ -171,7 +171,10 @@ impl StoreConfig {
             min_free_mb: 512,
             segment_max_bytes: 64 * MB,
             segment_max_duration: Duration::from_secs(300),
-            live_buffer_bytes: 16 * MB as usize,
+            // Four 2 s fragments at 4 Mbit/s: enough for LL-HLS and an uploader
+            // at the live edge; laggards read from disk. Every byte here is
+            // resident memory on a 1 GB Pi.
+            live_buffer_bytes: 4 * MB as usize,
             gap_tolerance: Duration::from_secs(1),
         }
     }
