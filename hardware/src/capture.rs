@@ -444,7 +444,18 @@ impl Capture {
             Some(StreamKind::H264 | StreamKind::H265) => None,
             _ => plan.encoder_element(opts.video_codec),
         };
-        tracing::info!(%input, live, encoder, ?tracks, "capture started");
+        // Codec IDs and sizes, not the tracks' raw codec bytes.
+        let summary: Vec<String> = tracks
+            .iter()
+            .map(|t| match &t.media {
+                fragmenter::media::TrackMedia::Video(v) => format!("{} {}x{}", t.mkv_codec_id(), v.width, v.height),
+                fragmenter::media::TrackMedia::Audio(a) => {
+                    format!("{} {} Hz {} ch", t.mkv_codec_id(), a.sample_rate, a.channels)
+                }
+                fragmenter::media::TrackMedia::Sensor(_) => t.mkv_codec_id().to_owned(),
+            })
+            .collect();
+        tracing::info!(%input, live, encoder, tracks = ?summary, "capture started");
         Ok(Capture {
             input,
             running,
