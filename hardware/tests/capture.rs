@@ -2,6 +2,8 @@
 //! fly with gst-launch-1.0. Each test skips (with the reason printed) when
 //! an element it needs is not installed.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,16 +19,7 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether every element is installed; prints why a test is skipped if not.
 fn have(test: &str, elements: &[&str]) -> bool {
-    if let Err(e) = gst::init() {
-        eprintln!("skipping {test}: GStreamer does not initialise: {e}");
-        return false;
-    }
-    let missing: Vec<_> = elements
-        .iter()
-        .filter(|e| gst::ElementFactory::find(e).is_none())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping {test}: GStreamer elements not installed: {missing:?}");
+    if !common::have(test, elements) {
         return false;
     }
     if Command::new("gst-launch-1.0").arg("--version").output().is_err() {

@@ -2,35 +2,21 @@
 //! source with every audio codec, encoder fallback, key-frame requests,
 //! and the errors for sources that are not there.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use fragmenter::codec::g711::Law;
 use fragmenter::media::{AudioCodec, TrackMedia, VideoCodec};
 use fragmenter::{Frame, TrackId};
-use gstreamer as gst;
 use hardware::{
     AudioCodecChoice, AudioSource, Capture, CaptureError, CaptureOptions, Platform, VideoCodecChoice, VideoSource,
 };
 
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Whether every element is installed; prints why a test is skipped if not.
-fn have(test: &str, elements: &[&str]) -> bool {
-    if let Err(e) = gst::init() {
-        eprintln!("skipping {test}: GStreamer does not initialise: {e}");
-        return false;
-    }
-    let missing: Vec<_> = elements
-        .iter()
-        .filter(|e| gst::ElementFactory::find(e).is_none())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping {test}: GStreamer elements not installed: {missing:?}");
-        return false;
-    }
-    true
-}
+use common::have;
 
 fn frames(capture: &mut Capture, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();

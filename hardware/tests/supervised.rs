@@ -3,27 +3,14 @@
 //! on a key frame, and every restart is counted. (RTSP server restarts are
 //! in tests/tests/hardware_rtsp.rs, which runs a real server process.)
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use fragmenter::{Frame, TrackId};
-use gstreamer as gst;
 use hardware::{AudioSource, CaptureError, CaptureOptions, SupervisedCapture, SupervisorOptions, VideoSource};
 
-fn have(test: &str, elements: &[&str]) -> bool {
-    if let Err(e) = gst::init() {
-        eprintln!("skipping {test}: GStreamer does not initialise: {e}");
-        return false;
-    }
-    let missing: Vec<_> = elements
-        .iter()
-        .filter(|e| gst::ElementFactory::find(e).is_none())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping {test}: GStreamer elements not installed: {missing:?}");
-        return false;
-    }
-    true
-}
+use common::have;
 
 /// Frames for `wall` of real time, riding out restarts.
 fn collect_for(capture: &mut SupervisedCapture, wall: Duration) -> Vec<Frame> {
