@@ -70,4 +70,4 @@ pub use platform::{Board, Platform};
 pub use probe::{probe, ProbeReport};
 pub use source::{redact_url, AudioCodecChoice, AudioSource, SourceError, VideoCodecChoice, VideoSource};
 pub use supervisor::{CaptureStats, SupervisedCapture, SupervisorOptions};
-pub use timestamps::clock_steps;
+pub use timestamps::{clock_steps, now};

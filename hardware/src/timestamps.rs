@@ -243,7 +243,21 @@ impl<C: Clocks> Timeline<C> {
 /// The process-wide timeline every capture maps through.
 pub(crate) fn timeline() -> &'static Timeline<SystemClocks> {
     static TIMELINE: OnceLock<Timeline<SystemClocks>> = OnceLock::new();
-    TIMELINE.get_or_init(|| Timeline::new(SystemClocks))
+    TIMELINE.get_or_init(|| {
+        // The monotonic reading is GStreamer's system clock; sensor captures
+        // use the timeline without starting a pipeline first.
+        let _ = gst::init();
+        Timeline::new(SystemClocks)
+    })
+}
+
+/// Now, in UTC, on the same process-wide timeline video frames are stamped
+/// with: what sensor adapters use for arrival times, so LIDAR, RADAR and
+/// video line up and share the handling of system clock steps.
+pub fn now() -> Timestamp {
+    let t = timeline();
+    let mono = t.clocks.monotonic_ns();
+    t.to_utc_pair(mono, mono).0
 }
 
 /// Steps of the system clock this process has seen.
@@ -285,6 +299,23 @@ impl WallClockMap {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_now_is_wall_clock_time_and_never_goes_back() {
+        let wall = || {
+            let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            Timestamp::from_nanos(d.as_nanos() as u64)
+        };
+        let before = wall();
+        let mut last = super::now();
+        assert!(last.saturating_since(before) < std::time::Duration::from_secs(1));
+        assert!(before.saturating_since(last) < std::time::Duration::from_secs(1));
+        for _ in 0..1000 {
+            let t = super::now();
+            assert!(t >= last, "{t} after {last}");
+            last = t;
+        }
+    }
+
     use super::*;
     use std::sync::atomic::AtomicI64;
     use std::sync::Arc;

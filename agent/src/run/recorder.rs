@@ -166,7 +166,7 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     info!(stream = %spec.name, source = %spec.source_text, tracks = tracks.len(), "recording");
     update(status, |s| {
         s.running = true;
-        s.since = Some(now());
+        s.since = Some(hardware::now());
     });
     let mut events = Vec::new();
     let mut last_frame = Instant::now();
@@ -237,11 +237,4 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     store_events(&mut events)?;
     writer.close()?;
     Ok(finished)
-}
-
-fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_nanos(d.as_nanos() as u64)
 }

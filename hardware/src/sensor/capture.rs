@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 use tracing::{info, warn};
@@ -28,6 +28,7 @@ use super::track::ars408_track;
 use super::track::{mmwave_track, ouster_track, velodyne_track, TrackError};
 use super::velodyne::DataPacket;
 use super::{SensorUri, TimePolicy};
+use crate::timestamps::now;
 
 /// How long a read blocks before the thread checks whether to stop.
 const POLL: Duration = Duration::from_millis(100);
@@ -139,11 +140,6 @@ impl Default for SensorOptions {
             time_policy: TimePolicy::default(),
         }
     }
-}
-
-fn now() -> Timestamp {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp::from_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// One of the assemblers, fed the same way.
