@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fragmenter::{FragmentEvent, FragmentPolicy, Fragmenter, Timestamp};
+use fragmenter::{FragmentEvent, Fragmenter, Timestamp};
 use hardware::{AudioSource, CaptureOptions};
 use tracing::{info, warn};
 
@@ -29,9 +29,9 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     if args.duration.is_zero() {
         bail!("--duration must be greater than zero (got {:?})", args.duration);
     }
-    let policy = FragmentPolicy::new(args.fragment).context("--fragment")?;
     let container = Container::from_path(&args.output).context("-o/--output")?;
     let spec = SourceSpec::parse(&args.source).context("--source")?;
+    let policy = spec.fragment_policy(args.fragment).context("--fragment")?;
     if matches!(spec, SourceSpec::Sensor(_)) && container == Container::Mp4 {
         bail!(
             "-o/--output: {} is MP4, which has no sensor tracks: write sensor data to .mkv",
@@ -168,6 +168,11 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
                 quiet_since = None;
                 f
             }
+            Poll::TrackEnded(track) => {
+                fragmenter.end_track(track, &mut events);
+                write(&mut events, &mut output, &mut totals)?;
+                continue;
+            }
             Poll::End => {
                 info!("source ended");
                 break;
@@ -212,6 +217,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
                     }
                 }
             }
+            Poll::TrackEnded(track) => fragmenter.end_track(track, &mut events),
             Poll::Quiet => {}
             Poll::End => break,
         }

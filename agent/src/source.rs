@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fragmenter::{Frame, Track};
+use fragmenter::{FragmentPolicy, Frame, Track, TrackId};
 use hardware::sensor::{SensorCapture, SensorOptions, SensorUri};
 use hardware::{AudioSource, Capture, CaptureOptions, SupervisedCapture, SupervisorOptions, VideoSource};
 
@@ -31,6 +31,20 @@ impl SourceSpec {
     /// wall-clock limit: a quiet sensor must not keep the command running).
     pub fn is_live(&self) -> bool {
         !matches!(self, SourceSpec::Video(VideoSource::File(_)))
+    }
+
+    /// The fragment policy for this source. A file is demuxed faster than
+    /// real time and its tracks reach us from separate streaming threads, so
+    /// one track can run seconds ahead of another: waiting for the slower
+    /// track without limit costs only the file's own interleave, whereas the
+    /// live window would drop its frames as late.
+    pub fn fragment_policy(&self, target: Duration) -> Result<FragmentPolicy> {
+        let policy = FragmentPolicy::new(target)?;
+        Ok(if self.is_live() {
+            policy
+        } else {
+            policy.with_interleave_window(Duration::MAX)
+        })
     }
 }
 
@@ -76,13 +90,18 @@ impl Source {
     /// `timeout` (a quiet sensor is normal; a stalled camera is an error).
     pub fn next_frame(&mut self, timeout: Duration) -> Result<Poll> {
         match self {
-            Source::Video(c) => match c.next_frame(timeout) {
-                Ok(Some(f)) => Ok(Poll::Frame(f)),
-                Ok(None) => Ok(Poll::End),
-                // The caller decides how long silence may last.
-                Err(hardware::CaptureError::Stalled { .. }) => Ok(Poll::Quiet),
-                Err(e) => Err(e.into()),
-            },
+            Source::Video(c) => {
+                if let Some(track) = c.take_ended_track() {
+                    return Ok(Poll::TrackEnded(track));
+                }
+                match c.next_frame(timeout) {
+                    Ok(Some(f)) => Ok(Poll::Frame(f)),
+                    Ok(None) => Ok(Poll::End),
+                    // The caller decides how long silence may last.
+                    Err(hardware::CaptureError::Stalled { .. }) => Ok(Poll::Quiet),
+                    Err(e) => Err(e.into()),
+                }
+            }
             Source::Supervised(c) => match c.next_frame(timeout) {
                 Ok(Some(f)) => Ok(Poll::Frame(f)),
                 Ok(None) => Ok(Poll::End),
@@ -164,6 +183,8 @@ pub enum Poll {
     Frame(Frame),
     /// Nothing within the timeout (live sensors only).
     Quiet,
+    /// One track of a file has no more frames (the others may go on).
+    TrackEnded(TrackId),
     /// The source has ended.
     End,
 }

@@ -248,6 +248,8 @@ pub struct Capture {
     encoder: Option<&'static str>,
     key_frames: KeyFrameRequester,
     ended: bool,
+    /// Tracks whose appsink saw end of stream, not yet taken.
+    ended_tracks: Vec<fragmenter::TrackId>,
     stopped: bool,
 }
 
@@ -466,6 +468,7 @@ impl Capture {
             encoder,
             key_frames,
             ended: false,
+            ended_tracks: Vec::new(),
             stopped: false,
         })
     }
@@ -473,6 +476,12 @@ impl Capture {
     /// The tracks frames belong to: video is track 1, audio tracks 2 and 3.
     pub fn tracks(&self) -> &[Track] {
         &self.tracks
+    }
+
+    /// A track that reached its end (after all its frames were returned)
+    /// and was not yet taken: a fragmenter need not wait for it any more.
+    pub fn take_ended_track(&mut self) -> Option<fragmenter::TrackId> {
+        (!self.ended_tracks.is_empty()).then(|| self.ended_tracks.remove(0))
     }
 
     /// Whether the source runs in real time (cameras, RTSP, live test).
@@ -543,7 +552,10 @@ impl Capture {
                     self.ended = true;
                     return Ok(None);
                 }
-                Event::TrackEos(_) => continue,
+                Event::TrackEos(track) => {
+                    self.ended_tracks.push(track);
+                    continue;
+                }
                 Event::Error(e) => return Err(e),
             }
         }

@@ -211,10 +211,11 @@ fn file_source_passes_h264_and_aac_through_without_reencoding() {
     let dst_v: Vec<_> = packets(&dst, 0).into_iter().map(|p| (p.1, p.2)).collect();
     assert_eq!(dst_v, src_v);
     assert_eq!(dst["streams"][1]["codec_name"], "aac");
-    // AAC frames before the first video key frame cannot start a fragment.
+    // Every AAC frame too: a file is read faster than real time and its
+    // tracks race each other, yet none may be dropped as late.
     let src_a = packets(&src, 1).len();
     let dst_a = packets(&dst, 1).len();
-    assert!(dst_a + 2 >= src_a && dst_a <= src_a, "audio {dst_a} of {src_a}");
+    assert_eq!(dst_a, src_a, "audio frames kept");
 }
 
 fn stderr_of(args: &[&str]) -> String {

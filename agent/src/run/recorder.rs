@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use fragmenter::{FragmentPolicy, Fragmenter, Timestamp};
+use fragmenter::{Fragmenter, Timestamp};
 use hardware::CaptureOptions;
 use tracing::{error, info, warn};
 
@@ -160,7 +160,7 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     let mut source = Source::start(&spec.source, &spec.capture, Duration::from_secs(5))
         .with_context(|| format!("cannot start source {:?}", spec.source_text))?;
     let tracks = source.tracks().to_vec();
-    let policy = FragmentPolicy::new(spec.fragment)?;
+    let policy = spec.source.fragment_policy(spec.fragment)?;
     let mut fragmenter = Fragmenter::new(&tracks, policy)?;
     let mut writer = store.open_stream(&spec.name, &tracks, spec.uploads)?;
     info!(stream = %spec.name, source = %spec.source_text, tracks = tracks.len(), "recording");
@@ -217,6 +217,10 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
                     return Err(anyhow!("no frame for {STALL:?}"));
                 }
             }
+            Poll::TrackEnded(track) => {
+                fragmenter.end_track(track, &mut events);
+                store_events(&mut events)?;
+            }
             Poll::End if live => return Err(anyhow!("the source ended")),
             Poll::End => break Finished::SourceEnded,
         }
@@ -229,6 +233,7 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
             Ok(Poll::Frame(f)) => {
                 let _ = fragmenter.push(f, &mut events);
             }
+            Ok(Poll::TrackEnded(track)) => fragmenter.end_track(track, &mut events),
             Ok(Poll::Quiet) => {}
             Ok(Poll::End) | Err(_) => break,
         }
