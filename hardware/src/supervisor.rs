@@ -6,10 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fragmenter::{Frame, Timestamp, Track, TrackId};
@@ -17,19 +14,6 @@ use fragmenter::{Frame, Timestamp, Track, TrackId};
 use crate::capture::{Capture, CaptureOptions, KeyFrameRequester};
 use crate::error::CaptureError;
 use crate::source::VideoSource;
-
-/// Frames between the supervisor thread and the caller; the capture below
-/// buffers far more, this only decouples the two threads.
-const HANDOFF_CAPACITY: usize = 64;
-/// How often the supervisor looks up from a quiet source to check for a
-/// stall or a stop request.
-const POLL: Duration = Duration::from_millis(100);
-/// How long `stop` waits for the supervisor to drain the pipeline (an
-/// encoder's last frames) and finish; a restart in progress can hold it up
-/// to the 10 s start timeout.
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-/// Frames `stop` keeps for `next_frame` at most.
-const STOP_MAX_FRAMES: usize = 2048;
 
 /// When and how fast to restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,48 +92,6 @@ impl fmt::Display for CaptureStats {
     }
 }
 
-/// What the supervisor hands the caller.
-enum Msg {
-    Frame(Frame),
-    End,
-    Fatal(CaptureError),
-}
-
-/// State shared by the caller and the supervisor thread.
-struct Shared {
-    stop: AtomicBool,
-    /// Stop without draining: the caller is gone.
-    abort: AtomicBool,
-    /// Wakes the supervisor from a backoff wait when stopping.
-    wake: (Mutex<()>, Condvar),
-    stats: Mutex<CaptureStats>,
-    key_frames: KeyFrameRequester,
-}
-
-impl Shared {
-    fn stats(&self) -> MutexGuard<'_, CaptureStats> {
-        // Plain counters; a panic elsewhere leaves them usable.
-        self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    /// Sleep until `deadline` or a stop request, whichever is first.
-    fn wait_until(&self, deadline: Instant) {
-        let (lock, cvar) = &self.wake;
-        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while !self.stopping() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            guard = cvar.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
-}
-
 /// A [`Capture`] that restarts its pipeline when a live source fails.
 ///
 /// Same surface as [`Capture`] (`tracks`, `next_frame`, `stop`) plus
@@ -163,215 +105,36 @@ impl Shared {
 /// Across restarts the track list stays the first pipeline's, every track's
 /// decode times stay strictly increasing (frames at or before the last one
 /// delivered are dropped), and video resumes on a key frame.
+///
+/// Supervision runs inside [`SupervisedCapture::next_frame`], on the
+/// caller's thread: a frame crosses one thread boundary (appsink → caller)
+/// instead of two, which on a Pi is most of what capture costs beyond
+/// GStreamer itself. The price is that a restart (at most the 10 s start
+/// timeout of an unreachable camera) holds up that one call.
 pub struct SupervisedCapture {
     input: String,
+    video: VideoSource,
+    opts: CaptureOptions,
+    supervision: SupervisorOptions,
+    /// The first pipeline's tracks: what the caller was promised.
     tracks: Vec<Track>,
-    rx: Option<Receiver<Msg>>,
-    pending: VecDeque<Msg>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    restartable: bool,
+    /// The pipeline running now; `None` while waiting to restart.
+    current: Option<Capture>,
+    last_frame: Instant,
+    started: Instant,
+    restart_at: Instant,
+    last_dts: [Option<Timestamp>; TrackId::MAX_TRACKS as usize],
+    /// After a restart, video waits for a key frame.
+    awaiting_key_frame: bool,
+    /// Consecutive failures, for the backoff.
+    attempt: u32,
+    stats: CaptureStats,
+    key_frames: KeyFrameRequester,
+    /// Frames drained by `stop`, not yet taken.
+    pending: VecDeque<Frame>,
     ended: bool,
     stopped: bool,
-}
-
-impl SupervisedCapture {
-    /// Start `video` (as [`Capture::start`] does) and supervise it.
-    pub fn start(
-        video: &VideoSource,
-        opts: &CaptureOptions,
-        supervision: SupervisorOptions,
-    ) -> Result<SupervisedCapture, CaptureError> {
-        let capture = Capture::start(video, opts)?;
-        SupervisedCapture::supervise(capture, video, opts, supervision)
-    }
-
-    /// Supervise an already started capture of `video`; restarts use
-    /// [`Capture::start`] with `opts`.
-    pub fn supervise(
-        capture: Capture,
-        video: &VideoSource,
-        opts: &CaptureOptions,
-        supervision: SupervisorOptions,
-    ) -> Result<SupervisedCapture, CaptureError> {
-        let input = video.redacted();
-        let tracks = capture.tracks().to_vec();
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            wake: (Mutex::new(()), Condvar::new()),
-            stats: Mutex::new(CaptureStats {
-                encoder: capture.encoder().map(str::to_owned),
-                ..CaptureStats::default()
-            }),
-            key_frames: KeyFrameRequester::default(),
-        });
-        shared.key_frames.retarget(&capture.key_frame_requester());
-        let (tx, rx) = sync_channel(HANDOFF_CAPACITY);
-        let mut supervisor = Supervisor {
-            video: video.clone(),
-            opts: opts.clone(),
-            supervision,
-            tracks: tracks.clone(),
-            shared: shared.clone(),
-            tx,
-            last_dts: [None; TrackId::MAX_TRACKS as usize],
-            awaiting_key_frame: false,
-            attempt: 0,
-            input: input.clone(),
-        };
-        let thread = std::thread::Builder::new()
-            .name("capture-supervisor".to_owned())
-            .spawn(move || supervisor.run(capture))
-            .map_err(|e| CaptureError::Supervisor {
-                input: input.clone(),
-                message: format!("cannot start the supervisor thread: {e}"),
-            })?;
-        Ok(SupervisedCapture {
-            input,
-            tracks,
-            rx: Some(rx),
-            pending: VecDeque::new(),
-            shared,
-            thread: Some(thread),
-            ended: false,
-            stopped: false,
-        })
-    }
-
-    /// The tracks of the first pipeline; restarts keep them.
-    pub fn tracks(&self) -> &[Track] {
-        &self.tracks
-    }
-
-    /// The next frame, `Ok(None)` at the end (a file's end, or after
-    /// [`SupervisedCapture::stop`] once drained frames are taken), an error
-    /// only when the source cannot go on (a non-live source failed).
-    /// [`CaptureError::Stalled`] means nothing came within `timeout` while
-    /// the source is being restarted; call again.
-    pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CaptureError> {
-        if self.ended {
-            return Ok(None);
-        }
-        let msg = match self.pending.pop_front() {
-            Some(m) => m,
-            None => {
-                let Some(rx) = &self.rx else {
-                    self.ended = true;
-                    return Ok(None);
-                };
-                match rx.recv_timeout(timeout) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        return Err(CaptureError::Stalled {
-                            input: self.input.clone(),
-                            timeout,
-                        })
-                    }
-                    Err(RecvTimeoutError::Disconnected) => Msg::End,
-                }
-            }
-        };
-        match msg {
-            Msg::Frame(f) => Ok(Some(f)),
-            Msg::End => {
-                self.ended = true;
-                Ok(None)
-            }
-            Msg::Fatal(e) => {
-                self.ended = true;
-                Err(e)
-            }
-        }
-    }
-
-    /// Ask the current pipeline for a key frame (WebRTC viewers joining or
-    /// reporting loss); `false` while restarting or if nothing took it.
-    pub fn request_key_frame(&self) -> bool {
-        self.shared.key_frames.request()
-    }
-
-    /// A handle that asks whichever pipeline is running for key frames,
-    /// from any thread, across restarts.
-    pub fn key_frame_requester(&self) -> KeyFrameRequester {
-        self.shared.key_frames.clone()
-    }
-
-    /// Counters so far.
-    pub fn stats(&self) -> CaptureStats {
-        let mut stats = self.shared.stats().clone();
-        stats.clock_steps = crate::timestamps::clock_steps();
-        stats
-    }
-
-    /// Stop: the running pipeline is drained (its last frames are kept for
-    /// [`SupervisedCapture::next_frame`]) and no restart follows.
-    pub fn stop(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        self.request_stop();
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        if let Some(rx) = &self.rx {
-            loop {
-                if self.pending.len() >= STOP_MAX_FRAMES {
-                    tracing::warn!(input = %self.input, "source kept producing while stopping; later frames dropped");
-                    break;
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(Msg::Frame(f)) => self.pending.push_back(Msg::Frame(f)),
-                    Ok(end) => {
-                        self.pending.push_back(end);
-                        break;
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        tracing::warn!(input = %self.input, timeout = ?STOP_TIMEOUT, "supervisor did not finish in time");
-                        break;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        }
-        // Dropping the receiver unblocks a supervisor stuck on a full
-        // hand-off channel; whatever it held is not needed any more.
-        self.rx = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!(input = %self.input, "capture supervisor panicked");
-            }
-        }
-        tracing::info!(input = %self.input, stats = %self.stats(), "supervised capture stopped");
-    }
-
-    fn request_stop(&self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let (lock, cvar) = &self.shared.wake;
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        cvar.notify_all();
-    }
-}
-
-impl Drop for SupervisedCapture {
-    fn drop(&mut self) {
-        // Nobody will read what a drain would deliver.
-        self.shared.abort.store(true, Ordering::SeqCst);
-        self.request_stop();
-        self.rx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl fmt::Debug for SupervisedCapture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SupervisedCapture")
-            .field("input", &self.input)
-            .field("tracks", &self.tracks)
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
 }
 
 /// Why a pipeline is being replaced.
@@ -391,78 +154,100 @@ impl fmt::Display for Failure {
     }
 }
 
-/// The supervisor thread's state.
-struct Supervisor {
-    video: VideoSource,
-    opts: CaptureOptions,
-    supervision: SupervisorOptions,
-    /// The first pipeline's tracks: what the caller was promised.
-    tracks: Vec<Track>,
-    shared: Arc<Shared>,
-    tx: SyncSender<Msg>,
-    last_dts: [Option<Timestamp>; TrackId::MAX_TRACKS as usize],
-    /// After a restart, video waits for a key frame.
-    awaiting_key_frame: bool,
-    /// Consecutive failures, for the backoff.
-    attempt: u32,
-    input: String,
-}
+impl SupervisedCapture {
+    /// Start `video` (as [`Capture::start`] does) and supervise it.
+    pub fn start(
+        video: &VideoSource,
+        opts: &CaptureOptions,
+        supervision: SupervisorOptions,
+    ) -> Result<SupervisedCapture, CaptureError> {
+        let capture = Capture::start(video, opts)?;
+        Ok(SupervisedCapture::supervise(capture, video, opts, supervision))
+    }
 
-/// Whether the caller is still there.
-enum Flow {
-    Continue,
-    CallerGone,
-}
+    /// Supervise an already started capture of `video`; restarts use
+    /// [`Capture::start`] with `opts`.
+    pub fn supervise(
+        capture: Capture,
+        video: &VideoSource,
+        opts: &CaptureOptions,
+        supervision: SupervisorOptions,
+    ) -> SupervisedCapture {
+        let key_frames = KeyFrameRequester::default();
+        key_frames.retarget(&capture.key_frame_requester());
+        let now = Instant::now();
+        SupervisedCapture {
+            input: video.redacted(),
+            video: video.clone(),
+            opts: opts.clone(),
+            supervision,
+            tracks: capture.tracks().to_vec(),
+            restartable: capture.is_live() && opts.num_buffers.is_none(),
+            stats: CaptureStats {
+                encoder: capture.encoder().map(str::to_owned),
+                ..CaptureStats::default()
+            },
+            current: Some(capture),
+            last_frame: now,
+            started: now,
+            restart_at: now,
+            last_dts: [None; TrackId::MAX_TRACKS as usize],
+            awaiting_key_frame: false,
+            attempt: 0,
+            key_frames,
+            pending: VecDeque::new(),
+            ended: false,
+            stopped: false,
+        }
+    }
 
-impl Supervisor {
-    fn run(&mut self, first: Capture) {
-        let restartable = first.is_live() && self.opts.num_buffers.is_none();
-        let mut current = Some(first);
-        let mut last_frame = Instant::now();
-        let mut started = Instant::now();
-        let mut restart_at = Instant::now();
+    /// The tracks of the first pipeline; restarts keep them.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// The next frame, `Ok(None)` at the end (a file's end, or after
+    /// [`SupervisedCapture::stop`] once drained frames are taken), an error
+    /// only when the source cannot go on (a non-live source failed).
+    /// [`CaptureError::Stalled`] means nothing came within `timeout` while
+    /// the source is being restarted; call again.
+    pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CaptureError> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(Some(frame));
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + timeout;
         loop {
-            if self.shared.stopping() {
-                self.shared.key_frames.clear();
-                match current.take() {
-                    Some(_) if self.shared.abort.load(Ordering::SeqCst) => {}
-                    Some(capture) => self.drain(capture),
-                    None => {}
-                }
-                let _ = self.tx.send(Msg::End);
-                return;
-            }
-            let Some(capture) = current.as_mut() else {
-                if Instant::now() < restart_at {
-                    self.shared.wait_until(restart_at);
+            let now = Instant::now();
+            let Some(capture) = self.current.as_mut() else {
+                if now < self.restart_at {
+                    if now >= deadline {
+                        return Err(self.stalled(timeout));
+                    }
+                    std::thread::sleep(self.restart_at.min(deadline) - now);
                     continue;
                 }
-                match self.restart() {
-                    Ok(c) => {
-                        current = Some(c);
-                        last_frame = Instant::now();
-                        started = Instant::now();
-                    }
-                    Err(e) => {
-                        self.shared.stats().failed_starts += 1;
-                        let delay = self.backoff();
-                        tracing::warn!(input = %self.input, error = %e, retry_in = ?delay, "restart failed");
-                        restart_at = Instant::now() + delay;
-                    }
-                }
+                self.restart();
                 continue;
             };
-            let failure = match capture.next_frame(POLL) {
+            // Wake up for the stall timeout even if the caller waits longer.
+            let stall_at = self.last_frame + self.supervision.stall_timeout;
+            let wait = deadline.min(stall_at).saturating_duration_since(now);
+            let failure = match capture.next_frame(wait) {
                 Ok(Some(frame)) => {
-                    if let Flow::CallerGone = self.deliver(frame) {
-                        return;
+                    if let Some(frame) = self.accept(frame) {
+                        return Ok(Some(frame));
                     }
-                    last_frame = Instant::now();
                     continue;
                 }
                 Err(CaptureError::Stalled { .. }) => {
-                    let quiet = last_frame.elapsed();
+                    let quiet = self.last_frame.elapsed();
                     if quiet < self.supervision.stall_timeout {
+                        if Instant::now() >= deadline {
+                            return Err(self.stalled(timeout));
+                        }
                         continue;
                     }
                     Failure::Stall(quiet)
@@ -470,44 +255,74 @@ impl Supervisor {
                 Ok(None) => Failure::End,
                 Err(e) => Failure::Error(e),
             };
-            if !restartable {
-                let msg = match failure {
-                    Failure::Error(e) => Msg::Fatal(e),
-                    Failure::End => Msg::End,
-                    Failure::Stall(d) => Msg::Fatal(CaptureError::Stalled {
+            if !self.restartable {
+                self.ended = true;
+                self.current = None;
+                return match failure {
+                    Failure::Error(e) => Err(e),
+                    Failure::End => Ok(None),
+                    Failure::Stall(d) => Err(CaptureError::Stalled {
                         input: self.input.clone(),
                         timeout: d,
                     }),
                 };
-                let _ = self.tx.send(msg);
-                return;
             }
-            // Tear down at once: a failed source has nothing left worth
-            // draining, and EOS would only wait out its timeout.
-            self.shared.key_frames.clear();
-            current = None;
-            if started.elapsed() >= self.supervision.healthy_after {
-                self.attempt = 0;
-            }
-            let delay = self.backoff();
-            restart_at = Instant::now() + delay;
-            let reason = failure.to_string();
-            {
-                let mut stats = self.shared.stats();
-                match failure {
-                    Failure::Stall(_) => stats.stalls += 1,
-                    Failure::Error(_) => stats.errors += 1,
-                    Failure::End => stats.ends += 1,
-                }
-                stats.last_restart_reason = Some(reason.clone());
-            }
-            tracing::warn!(input = %self.input, %reason, restart_in = ?delay, "source failed; restarting");
+            self.fail(failure);
         }
     }
 
+    fn stalled(&self, timeout: Duration) -> CaptureError {
+        CaptureError::Stalled {
+            input: self.input.clone(),
+            timeout,
+        }
+    }
+
+    /// Tear the pipeline down at once (a failed source has nothing left
+    /// worth draining, and EOS would only wait out its timeout) and plan
+    /// the restart.
+    fn fail(&mut self, failure: Failure) {
+        self.key_frames.clear();
+        self.current = None;
+        if self.started.elapsed() >= self.supervision.healthy_after {
+            self.attempt = 0;
+        }
+        let delay = self.backoff();
+        self.restart_at = Instant::now() + delay;
+        let reason = failure.to_string();
+        match failure {
+            Failure::Stall(_) => self.stats.stalls += 1,
+            Failure::Error(_) => self.stats.errors += 1,
+            Failure::End => self.stats.ends += 1,
+        }
+        self.stats.last_restart_reason = Some(reason.clone());
+        tracing::warn!(input = %self.input, %reason, restart_in = ?delay, "source failed; restarting");
+    }
+
     /// Start the source again and check it still carries what the caller
-    /// was promised.
-    fn restart(&mut self) -> Result<Capture, CaptureError> {
+    /// was promised; on failure, plan the next attempt.
+    fn restart(&mut self) {
+        match self.start_again() {
+            Ok(capture) => {
+                self.awaiting_key_frame = true;
+                self.key_frames.retarget(&capture.key_frame_requester());
+                self.stats.restarts += 1;
+                self.stats.encoder = capture.encoder().map(str::to_owned);
+                tracing::info!(input = %self.input, restarts = self.stats.restarts, "source restarted");
+                self.current = Some(capture);
+                self.last_frame = Instant::now();
+                self.started = Instant::now();
+            }
+            Err(e) => {
+                self.stats.failed_starts += 1;
+                let delay = self.backoff();
+                tracing::warn!(input = %self.input, error = %e, retry_in = ?delay, "restart failed");
+                self.restart_at = Instant::now() + delay;
+            }
+        }
+    }
+
+    fn start_again(&mut self) -> Result<Capture, CaptureError> {
         let capture = Capture::start(&self.video, &self.opts)?;
         for t in capture.tracks() {
             let Some(original) = self.tracks.iter().find(|o| o.id == t.id) else {
@@ -528,7 +343,7 @@ impl Supervisor {
                 });
             }
             if original.media != t.media {
-                self.shared.stats().codec_changes += 1;
+                self.stats.codec_changes += 1;
                 tracing::warn!(
                     input = %self.input,
                     track = t.id.get(),
@@ -542,12 +357,6 @@ impl Supervisor {
                 tracing::warn!(input = %self.input, track = o.id.get(), "the restarted source lacks a track; it stays silent");
             }
         }
-        self.awaiting_key_frame = true;
-        self.shared.key_frames.retarget(&capture.key_frame_requester());
-        let mut stats = self.shared.stats();
-        stats.restarts += 1;
-        stats.encoder = capture.encoder().map(str::to_owned);
-        tracing::info!(input = %self.input, restarts = stats.restarts, "source restarted");
         Ok(capture)
     }
 
@@ -560,40 +369,76 @@ impl Supervisor {
 
     /// Pass a frame on unless it would break the promises: a known track,
     /// video resuming on a key frame, strictly increasing decode times.
-    fn deliver(&mut self, frame: Frame) -> Flow {
+    fn accept(&mut self, frame: Frame) -> Option<Frame> {
+        self.last_frame = Instant::now();
         if !self.tracks.iter().any(|t| t.id == frame.track) {
-            return Flow::Continue;
+            return None;
         }
         let i = frame.track.index();
         let is_video = frame.track == self.tracks[0].id;
         if is_video && self.awaiting_key_frame {
             if !frame.keyframe {
-                self.shared.stats().dropped_before_key_frame += 1;
-                return Flow::Continue;
+                self.stats.dropped_before_key_frame += 1;
+                return None;
             }
             self.awaiting_key_frame = false;
         }
         if self.last_dts[i].is_some_and(|last| frame.dts <= last) {
-            self.shared.stats().dropped_out_of_order += 1;
-            return Flow::Continue;
+            self.stats.dropped_out_of_order += 1;
+            return None;
         }
         self.last_dts[i] = Some(frame.dts);
-        self.shared.stats().frames += 1;
-        match self.tx.send(Msg::Frame(frame)) {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::CallerGone,
-        }
+        self.stats.frames += 1;
+        Some(frame)
     }
 
-    /// Stop a capture gracefully and pass on what it still held.
-    fn drain(&mut self, mut capture: Capture) {
-        self.shared.key_frames.clear();
-        capture.stop();
-        while let Ok(Some(frame)) = capture.next_frame(Duration::from_millis(1)) {
-            if let Flow::CallerGone = self.deliver(frame) {
-                return;
+    /// Ask the current pipeline for a key frame (WebRTC viewers joining or
+    /// reporting loss); `false` while restarting or if nothing took it.
+    pub fn request_key_frame(&self) -> bool {
+        self.key_frames.request()
+    }
+
+    /// A handle that asks whichever pipeline is running for key frames,
+    /// from any thread, across restarts.
+    pub fn key_frame_requester(&self) -> KeyFrameRequester {
+        self.key_frames.clone()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CaptureStats {
+        let mut stats = self.stats.clone();
+        stats.clock_steps = crate::timestamps::clock_steps();
+        stats
+    }
+
+    /// Stop: the running pipeline is drained (its last frames are kept for
+    /// [`SupervisedCapture::next_frame`]) and no restart follows.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.key_frames.clear();
+        if let Some(mut capture) = self.current.take() {
+            capture.stop();
+            while let Ok(Some(frame)) = capture.next_frame(Duration::from_millis(1)) {
+                if let Some(frame) = self.accept(frame) {
+                    self.pending.push_back(frame);
+                }
             }
         }
+        self.ended = true;
+        tracing::info!(input = %self.input, stats = %self.stats(), "supervised capture stopped");
+    }
+}
+
+impl fmt::Debug for SupervisedCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisedCapture")
+            .field("input", &self.input)
+            .field("tracks", &self.tracks)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
