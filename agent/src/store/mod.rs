@@ -171,10 +171,12 @@ impl StoreConfig {
             min_free_mb: 512,
             segment_max_bytes: 64 * MB,
             segment_max_duration: Duration::from_secs(300),
-            // Four 2 s fragments at 4 Mbit/s: enough for LL-HLS and an uploader
-            // at the live edge; laggards read from disk. Every byte here is
-            // resident memory on a 1 GB Pi.
-            live_buffer_bytes: 4 * MB as usize,
+            // Two 2 s fragments at 4 Mbit/s: the open fragment for LL-HLS
+            // parts and an uploader at the live edge; a reader that falls
+            // further behind waits for the commit and reads from disk. Every
+            // byte here is resident memory on a 1 GB Pi (it was 4 MB: a
+            // quarter of the agent's RSS).
+            live_buffer_bytes: 2 * MB as usize,
             gap_tolerance: Duration::from_secs(1),
         }
     }
