@@ -1,5 +1,6 @@
 //! The agent's HTTP surface (one port): `/healthz`, `/metrics`,
-//! `/api/streams`. Playback routes join it in later issues.
+//! `/api/streams`, and playback's routes (HLS, DASH, clips, the web UI),
+//! which `playback::http::Playback` answers over the store.
 //!
 //! Store calls are blocking (SQLite, files), so handlers run them on the
 //! blocking pool and the event loop stays free for other connections.
@@ -11,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -22,6 +22,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
+
+use playback::http::Playback;
 
 use crate::run::recorder::RecorderStatus;
 use crate::store::Store;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub recorders: Vec<Arc<Mutex<RecorderStatus>>>,
     /// The Prometheus recorder, when this process installed it.
     pub prometheus: Option<PrometheusHandle>,
+    /// HLS, DASH, clips and the web UI over the store.
+    pub playback: Playback,
 }
 
 impl AppState {
@@ -45,8 +49,8 @@ impl AppState {
     }
 }
 
-/// Response body type for every route.
-pub type Body = Full<Bytes>;
+/// Response body type for every route (playback's: whole or streamed).
+pub type Body = playback::http::Body;
 
 /// Serve until `shutdown` turns true; connections in flight finish.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
@@ -74,6 +78,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: wa
 }
 
 async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    if let Some(response) = state.playback.handle(&req).await {
+        return Ok(response);
+    }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let response = match (method, path.as_str()) {
@@ -113,7 +120,7 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(playback::http::full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -124,6 +124,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         store: store.clone(),
         recorders: recorders.iter().map(Recorder::status_handle).collect(),
         prometheus,
+        playback: playback::http::Playback::new(Arc::new(store.clone()), playback::http::PlaybackOptions::default()),
     });
     info!(
         streams = config.streams.len(),

@@ -39,6 +39,7 @@
 
 #![allow(dead_code)]
 
+mod archive;
 mod clock;
 mod cursor;
 mod error;

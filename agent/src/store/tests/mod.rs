@@ -2,6 +2,7 @@
 //! directories. The only stand-ins are the test clock and, for disk-full
 //! tests, a file layer whose free space is a budget.
 
+mod archive;
 mod crash;
 mod cursors;
 mod disk_full;
