@@ -14,7 +14,8 @@ build: deps
 run: build
 	./target/release/edge-agent run $(if $(CONFIG),-c $(CONFIG),)
 
-test: deps
+test:
+	@scripts/install-deps.sh --test
 	$(CARGO) build -p agent
 	$(CARGO) test --workspace --no-fail-fast
 
@@ -22,7 +23,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: deps
+bench:
+	@scripts/install-deps.sh --bench
 	$(CARGO) bench -p fragmenter
 
 clean:

@@ -20,8 +20,19 @@ packages=(
 optional=(gstreamer1.0-libcamera)
 
 if [ "${1:-}" = "--test" ]; then
-  # What the browser tests need on top (later issues).
-  packages+=(chromium fonts-liberation)
+  # The browser tests: real Chromium driven by playwright-core (npm), which
+  # never downloads a browser of its own; curl fetches clips.
+  packages+=(chromium fonts-liberation curl)
+fi
+if [ "${1:-}" = "--bench" ]; then
+  # The segment-serving benchmark compares with nginx serving the same bytes.
+  packages+=(nginx-light)
+fi
+# The web UI's JavaScript (hls.js) comes from npm at build time. A Node.js
+# from elsewhere (NodeSource, nvm) brings its own npm: only install
+# Debian's when there is none, or the two would conflict.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
 fi
 
 sudo=""

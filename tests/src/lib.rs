@@ -168,3 +168,54 @@ pub fn free_tcp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An `edge-agent run` child process; a failing test must not leave one
+/// recording (or a mount busy), so dropping it kills it.
+pub struct RunningAgent {
+    /// The process.
+    pub child: std::process::Child,
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Start `edge-agent run -c config` and wait (up to 20 s) until it answers
+/// `/healthz` on `port`.
+pub fn start_agent(config: &Path, port: u16) -> RunningAgent {
+    use std::process::Stdio;
+    let child = Command::new(edge_agent())
+        .args(["run", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = RunningAgent { child };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok((200, _)) = http_get(port, "/healthz") {
+            return agent;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("edge-agent run did not answer /healthz on port {port}");
+}
+
+/// Poll `f` every 200 ms until it holds; panic naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}

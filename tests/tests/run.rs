@@ -3,24 +3,12 @@
 //! real (small) disk.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use edge_agent_tests::*;
 
-struct Agent {
-    child: Child,
-}
-
-/// A failing test must not leave an agent recording (or a mount busy).
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+type Agent = RunningAgent;
 
 fn write_config(dir: &Path, store: &Path, port: u16, extra_store: &str) -> PathBuf {
     let path = dir.join("agent.toml");
@@ -37,23 +25,7 @@ fn write_config(dir: &Path, store: &Path, port: u16, extra_store: &str) -> PathB
 }
 
 fn start(config: &Path, port: u16) -> Agent {
-    let child = Command::new(edge_agent())
-        .args(["run", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent = Agent { child };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok((200, _)) = http_get(port, "/healthz") {
-            return agent;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("edge-agent run did not answer /healthz on port {port}");
+    start_agent(config, port)
 }
 
 fn streams(port: u16) -> serde_json::Value {
@@ -64,17 +36,6 @@ fn streams(port: u16) -> serde_json::Value {
 
 fn fragments(port: u16) -> u64 {
     streams(port)["streams"][0]["fragments"].as_u64().unwrap_or(0)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn signal(agent: &Agent, sig: &str) {

@@ -1,0 +1,121 @@
+// Plays a stream in real Chromium (Debian's /usr/bin/chromium, headless)
+// with hls.js or dash.js from npm, and prints one JSON line of what happened:
+//
+//   node play.mjs --player hls|dash --origin http://127.0.0.1:PORT --url /hls/test/live.m3u8
+//                 [--seconds 20] [--screenshot FILE.png] [--page /]
+//
+// The page is opened on the agent's own origin (so the player's requests are
+// same-origin, as they are from the web UI); the player script is injected
+// from node_modules. With --page, that page of the agent is loaded instead of
+// a bare player and only observed (for the web UI screenshot).
+//
+// Output: {"ok":bool,"player":..,"played":seconds currentTime advanced,
+//          "width":..,"height":..,"fatal":[..],"errors":[..],
+//          "latency":seconds|null,"samples":[[wall_s,currentTime],..]}
+import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
+    return acc;
+  }, []),
+);
+const origin = args.origin;
+const seconds = Number(args.seconds ?? 20);
+const player = args.player ?? 'hls';
+if (!origin || (!args.url && !args.page)) {
+  console.error('usage: node play.mjs --player hls|dash --origin URL --url PATH [--seconds N] [--screenshot F]');
+  process.exit(2);
+}
+
+const scripts = {
+  hls: join(here, 'node_modules/hls.js/dist/hls.min.js'),
+  dash: join(here, 'node_modules/dashjs/dist/modern/umd/dash.all.min.js'),
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // playwright gives every launch a fresh temporary profile itself.
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+const result = { ok: false, player, played: 0, width: 0, height: 0, fatal: [], errors: [], latency: null, samples: [] };
+try {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => result.errors.push(`page: ${e.message}`));
+  if (args.page) {
+    await page.goto(origin + args.page, { waitUntil: 'load' });
+  } else {
+    // Same origin as the media; the bare page only holds the player.
+    await page.goto(origin + (args.home ?? '/healthz'));
+    await page.setContent('<!doctype html><html><body style="margin:0;background:#000"><video id="v" muted autoplay playsinline style="width:100%"></video></body></html>');
+    await page.addScriptTag({ content: readFileSync(scripts[player], 'utf8') });
+    await page.evaluate(({ player, url }) => {
+      const video = document.getElementById('v');
+      window.__fatal = [];
+      window.__errors = [];
+      if (player === 'hls') {
+        const hls = new Hls({ lowLatencyMode: true });
+        window.__hls = hls;
+        hls.on(Hls.Events.ERROR, (_e, d) => {
+          const text = `${d.type}/${d.details}${d.response ? ' ' + d.response.code : ''}`;
+          (d.fatal ? window.__fatal : window.__errors).push(text);
+        });
+        hls.loadSource(url);
+        hls.attachMedia(video);
+      } else {
+        const p = dashjs.MediaPlayer().create();
+        window.__dash = p;
+        p.updateSettings({ streaming: { delay: { liveDelay: 2 }, liveCatchup: { enabled: true } } });
+        p.on(dashjs.MediaPlayer.events.ERROR, (e) => window.__fatal.push(JSON.stringify(e.error ?? e)));
+        p.initialize(video, url, true);
+      }
+      video.play().catch(() => {});
+    }, { player, url: args.url });
+  }
+  // Wait for playback to begin (up to 20 s), then watch for `seconds`.
+  const video = page.locator('video').first();
+  await video.waitFor({ timeout: 20000 });
+  const started = Date.now();
+  let first = null;
+  while (Date.now() - started < 20000) {
+    const t = await video.evaluate((v) => v.currentTime);
+    if (t > 0) { first = t; break; }
+    await page.waitForTimeout(100);
+  }
+  if (first === null) throw new Error('playback did not start within 20 s');
+  const t0 = Date.now();
+  while (Date.now() - t0 < seconds * 1000) {
+    await page.waitForTimeout(1000);
+    const t = await video.evaluate((v) => v.currentTime);
+    result.samples.push([(Date.now() - t0) / 1000, t]);
+  }
+  const last = result.samples.at(-1)?.[1] ?? first;
+  result.played = last - first;
+  Object.assign(result, await video.evaluate((v) => ({ width: v.videoWidth, height: v.videoHeight })));
+  // Live latency: the wall clock minus the program date time at the playing
+  // position (hls.js), or dash.js's own figure.
+  result.latency = await page.evaluate(() => {
+    if (window.__hls && window.__hls.playingDate) return (Date.now() - window.__hls.playingDate.getTime()) / 1000;
+    if (window.__dash && window.__dash.isDynamic && window.__dash.isDynamic()) return window.__dash.getCurrentLiveLatency();
+    return null;
+  });
+  const errs = await page.evaluate(() => ({ fatal: window.__fatal ?? [], errors: window.__errors ?? [] }));
+  result.fatal.push(...errs.fatal);
+  result.errors.push(...errs.errors);
+  if (args.screenshot) await page.screenshot({ path: args.screenshot });
+  result.ok = result.fatal.length === 0;
+} catch (e) {
+  result.fatal.push(String(e && e.message ? e.message : e));
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));
