@@ -129,10 +129,9 @@ fn ouster_pcap_replayed_into_capture_is_stored_byte_for_byte() {
     assert_eq!(got, sent, "the stored frame is not the pcap's UDP payloads");
 }
 
-#[test]
-fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
-    // Three rotations of VLP-32C packets (0.2° per block) at the sensor's
-    // real pacing; the capture must keep every byte and cut at the wraps.
+/// Three rotations of VLP-32C packets (0.2° per block) at the sensor's real
+/// pacing, written as a pcap in `dir`; the packets as sent.
+fn vlp32c_rotations(dir: &Path) -> (PathBuf, Vec<Vec<u8>>) {
     let mut packets = Vec::new();
     let mut az = 0u32;
     let t0 = 1_795_651_200_000_000_000u64;
@@ -150,9 +149,16 @@ fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
         packets.push((Timestamp::from_nanos(t0 + u64::from(i) * 663_000), p));
     }
     let records: Vec<(Timestamp, u16, &[u8])> = packets.iter().map(|(t, p)| (*t, 2368u16, p.as_slice())).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("vlp32c.pcap");
+    let pcap = dir.join("vlp32c.pcap");
     std::fs::write(&pcap, write_pcap(&records)).unwrap();
+    (pcap, packets.into_iter().map(|(_, p)| p).collect())
+}
+
+#[test]
+fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
+    // The capture must keep every byte and cut at the rotation wraps.
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, sent) = vlp32c_rotations(dir.path());
     let out = dir.path().join("v.mkv");
     let port = free_udp_port();
     let child = spawn_capture(&format!("velodyne:udp://127.0.0.1:{port}"), 5, &out);
@@ -171,7 +177,6 @@ fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
         .iter()
         .flat_map(|b| unpack_packets(b).unwrap().into_iter().map(<[u8]>::to_vec))
         .collect();
-    let sent: Vec<Vec<u8>> = packets.into_iter().map(|(_, p)| p).collect();
     assert_eq!(got.len(), sent.len());
     assert!(got == sent, "stored packets differ from those sent");
 }
@@ -287,4 +292,51 @@ fn bad_sensor_sources_name_the_field() {
     assert!(e.contains("/no/such.pcap"), "{e}");
     let e = fail(&["replay", "/dev/null", "--to", "tcp://127.0.0.1:9"]);
     assert!(e.contains("udp://"), "{e}");
+}
+
+#[test]
+fn a_recording_agent_serves_lidar_frames_as_points_for_the_ui() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, _) = vlp32c_rotations(dir.path());
+    let (port, udp) = (free_tcp_port(), free_udp_port());
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[sensors]]\nname = \"lidar\"\nsource = \"velodyne:udp://127.0.0.1:{udp}\"\nfragment_seconds = 1\n",
+            dir.path().join("store")
+        ),
+    )
+    .unwrap();
+    let _agent = start_agent(&config, port);
+    // Two bursts far enough apart that the first fragment closes.
+    replay(&pcap, udp, 2368);
+    std::thread::sleep(Duration::from_millis(1500));
+    replay(&pcap, udp, 2368);
+    wait_for("a stored lidar fragment", Duration::from_secs(20), || {
+        matches!(http_get(port, "/api/sensors/lidar/frame"), Ok((200, _)))
+    });
+    let (_, body) = http_get(port, "/api/sensors/lidar/frame").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["kind"], "lidar", "{v}");
+    let total = v["total"].as_u64().unwrap();
+    let points = v["points"].as_array().unwrap();
+    // A rotation of VLP-32C: 150 packets × 12 blocks × 32 channels.
+    assert!(total >= 10_000, "{total} points in a rotation");
+    assert_eq!(points.len() as u64 % 4, 0);
+    assert!(points.len() as u64 / 4 <= total);
+    // At a given time: the frame at or before it.
+    let t = v["t"]["ms"].as_u64().unwrap();
+    let (status, body) = http_get(port, &format!("/api/sensors/lidar/frame?t={}", t + 1)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let at: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(at["t"]["ms"].as_u64().unwrap() <= t + 1);
+    // Bad input: named, and the agent goes on.
+    let (status, body) = http_get(port, "/api/sensors/lidar/frame?t=yesterday").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("yesterday"), "{body}");
+    assert_eq!(http_get(port, "/api/sensors/nope/frame").unwrap().0, 404);
+    assert_eq!(http_get(port, "/api/sensors/a/b/frame").unwrap().0, 400);
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }

@@ -6,6 +6,7 @@
 //! blocking pool and the event loop stays free for other connections.
 
 mod api;
+mod sensor;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -111,6 +112,23 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
         }
+        (Method::GET | Method::HEAD, p) if sensor::route(p).is_some() => match sensor::route(p) {
+            Some(Ok(name)) => {
+                let (state, name) = (state.clone(), name.to_owned());
+                let query = req.uri().query().map(str::to_owned);
+                match tokio::task::spawn_blocking(move || sensor::frame_at(&state.store, &name, query.as_deref())).await
+                {
+                    Ok(Ok(v)) => json(StatusCode::OK, &v),
+                    Ok(Err(sensor::SensorError::BadRequest(m))) => error(StatusCode::BAD_REQUEST, &m),
+                    Ok(Err(sensor::SensorError::NotFound(m))) => error(StatusCode::NOT_FOUND, &m),
+                    Ok(Err(sensor::SensorError::Internal(e))) => {
+                        error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))
+                    }
+                    Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                }
+            }
+            _ => error(StatusCode::BAD_REQUEST, "expected /api/sensors/{stream}/frame"),
+        },
         (_, "/healthz" | "/metrics" | "/api/streams") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed here")
         }
