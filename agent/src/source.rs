@@ -54,7 +54,7 @@ pub enum Source {
     Video(Capture),
     /// GStreamer capture of a live source, restarted with backoff when it
     /// errors or stalls.
-    Supervised(SupervisedCapture),
+    Supervised(Box<SupervisedCapture>),
     /// Sensor capture.
     Sensor(SensorCapture),
 }
@@ -69,7 +69,7 @@ impl Source {
                     stall_timeout,
                     ..SupervisorOptions::default()
                 };
-                Source::Supervised(SupervisedCapture::start(v, video_opts, supervision)?)
+                Source::Supervised(Box::new(SupervisedCapture::start(v, video_opts, supervision)?))
             }
             SourceSpec::Sensor(uri) => {
                 Source::Sensor(SensorCapture::start(uri, &SensorOptions::default()).context("cannot start the sensor")?)

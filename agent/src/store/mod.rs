@@ -172,12 +172,12 @@ impl StoreConfig {
             min_free_mb: 512,
             segment_max_bytes: 64 * MB,
             segment_max_duration: Duration::from_secs(300),
-            // Two 2 s fragments at 4 Mbit/s: the open fragment for LL-HLS
-            // parts and an uploader at the live edge; a reader that falls
+            // Two seconds at 4 Mbit/s: readers at the live edge (LL-HLS,
+            // the uploader) trail the writer by a few frames; one that falls
             // further behind waits for the commit and reads from disk. Every
             // byte here is resident memory on a 1 GB Pi (it was 4 MB: a
             // quarter of the agent's RSS).
-            live_buffer_bytes: 2 * MB as usize,
+            live_buffer_bytes: MB as usize,
             gap_tolerance: Duration::from_secs(1),
         }
     }
