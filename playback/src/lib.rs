@@ -6,4 +6,14 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+pub mod clip;
+pub mod dash;
+pub mod hls;
 pub mod http;
+pub mod live;
+pub mod recorded;
+pub mod segments;
+#[cfg(test)]
+mod test_media;
+pub mod time;
+pub mod web;

@@ -51,19 +51,39 @@ const result = { ok: false, player, played: 0, width: 0, height: 0, fatal: [], e
 try {
   const page = await browser.newPage();
   page.on('pageerror', (e) => result.errors.push(`page: ${e.message}`));
+  // Failed media requests say most about a stall.
+  result.http = [];
+  page.on('response', (r) => {
+    if (r.status() >= 400) result.http.push(`${r.status()} ${r.url().replace(origin, '')}`);
+  });
+  if (args.trace) {
+    page.on('request', (r) => result.http.push(`GET ${r.url().replace(origin, '')}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') result.http.push(`console.${m.type()}: ${m.text().slice(0, 300)}`);
+    });
+  }
   if (args.page) {
     await page.goto(origin + args.page, { waitUntil: 'load' });
   } else {
-    // Same origin as the media; the bare page only holds the player.
-    await page.goto(origin + (args.home ?? '/healthz'));
-    await page.setContent('<!doctype html><html><body style="margin:0;background:#000"><video id="v" muted autoplay playsinline style="width:100%"></video></body></html>');
+    // Same origin as the media, and a real http URL for the document (players
+    // resolve URLs against it): the bare page is answered by the browser
+    // itself, never reaching the agent.
+    const pageUrl = `${origin}/__edge_agent_test_player.html`;
+    await page.route(pageUrl, (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body: '<!doctype html><html><body style="margin:0;background:#000"><video id="v" muted playsinline style="width:100%"></video></body></html>',
+      }),
+    );
+    await page.goto(pageUrl);
     await page.addScriptTag({ content: readFileSync(scripts[player], 'utf8') });
     await page.evaluate(({ player, url }) => {
       const video = document.getElementById('v');
       window.__fatal = [];
       window.__errors = [];
       if (player === 'hls') {
-        const hls = new Hls({ lowLatencyMode: true });
+        // As the web UI: low-latency mode, catching up after a stall.
+        const hls = new Hls({ lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 });
         window.__hls = hls;
         hls.on(Hls.Events.ERROR, (_e, d) => {
           const text = `${d.type}/${d.details}${d.response ? ' ' + d.response.code : ''}`;
@@ -74,9 +94,13 @@ try {
       } else {
         const p = dashjs.MediaPlayer().create();
         window.__dash = p;
-        p.updateSettings({ streaming: { delay: { liveDelay: 2 }, liveCatchup: { enabled: true } } });
+        // The MPD's suggestedPresentationDelay decides how far behind live to play.
         p.on(dashjs.MediaPlayer.events.ERROR, (e) => window.__fatal.push(JSON.stringify(e.error ?? e)));
+        // dash.js starts playback itself (autoplay = true): a play() of our
+        // own would fire the element's "play" before dash.js listens, and it
+        // would never start refreshing a live MPD.
         p.initialize(video, url, true);
+        return;
       }
       video.play().catch(() => {});
     }, { player, url: args.url });
@@ -103,6 +127,7 @@ try {
   Object.assign(result, await video.evaluate((v) => ({ width: v.videoWidth, height: v.videoHeight })));
   // Live latency: the wall clock minus the program date time at the playing
   // position (hls.js), or dash.js's own figure.
+  result.player_latency = await page.evaluate(() => (window.__hls ? window.__hls.latency : null));
   result.latency = await page.evaluate(() => {
     if (window.__hls && window.__hls.playingDate) return (Date.now() - window.__hls.playingDate.getTime()) / 1000;
     if (window.__dash && window.__dash.isDynamic && window.__dash.isDynamic()) return window.__dash.getCurrentLiveLatency();
