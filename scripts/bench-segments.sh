@@ -62,6 +62,14 @@ while read -r seg; do
 done < "$work/segments"
 bytes=$(du -sb "$work/www" | cut -f1)
 echo "$n segments, $((bytes / 1024)) KiB" >&2
+# Serve what was recorded without recording more: the test camera's x264
+# would otherwise take most of the CPU the comparison is about. (A real
+# camera encodes in hardware or is passed through.)
+kill -INT "$agent_pid"; wait "$agent_pid" 2>/dev/null || true
+sed -i '/^\[\[streams\]\]/,$d' "$work/agent.toml"
+"$bin" -q run -c "$work/agent.toml" >/dev/null 2>&1 &
+agent_pid=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
 cat > "$work/nginx.conf" <<CONF
 worker_processes auto;
@@ -81,15 +89,22 @@ http {
   }
 }
 CONF
+# nginx's workers drop to an unprivileged user: let it read the copies.
+chmod -R a+rX "$work"
 nginx -c "$work/nginx.conf" -p "$work" &
 nginx_pid=$!
 sleep 1
+first=$(head -n1 "$work/paths")
+cmp -s <(curl -sf "http://127.0.0.1:$nport$first") <(curl -sf "http://127.0.0.1:$port$first") \
+  || { echo "nginx does not serve $first as the agent does:" >&2; cat "$work/nginx-error.log" >&2; exit 1; }
 
-# The agent keeps recording while it serves, as it would in the field; a
-# warm-up pass lets both fill their caches.
+# A warm-up pass lets both fill their caches.
 "$load" "127.0.0.1:$port" "$work/paths" "$conns" 1 >/dev/null
 "$load" "127.0.0.1:$nport" "$work/paths" "$conns" 1 >/dev/null
+if [ -n "${PERF:-}" ]; then perf record -g -o "$PERF" -p "$agent_pid" -- sleep "$secs" >/dev/null 2>&1 & fi
 agent=$("$load" "127.0.0.1:$port" "$work/paths" "$conns" "$secs")
+wait_perf=$(jobs -p | grep -v -e "$agent_pid" -e "$nginx_pid" || true)
+[ -n "$wait_perf" ] && wait $wait_perf 2>/dev/null || true
 nginx=$("$load" "127.0.0.1:$nport" "$work/paths" "$conns" "$secs")
 echo "edge-agent: $agent"
 echo "nginx:      $nginx"

@@ -5,6 +5,7 @@
 //! synchronous (the store is); HTTP handlers call it from
 //! `tokio::task::spawn_blocking`.
 
+pub mod cache;
 pub mod memory;
 
 use std::sync::Arc;

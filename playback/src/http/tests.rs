@@ -5,10 +5,20 @@ use std::io::Read;
 use crate::test_media::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paths_outside_hls_and_dash_are_left_to_the_agent() {
+async fn paths_outside_playback_are_left_to_the_agent() {
     let (_archive, pb) = archive_with(&[0.0], options());
-    for path in ["/api/streams", "/metrics", "/", "/hlsx/cam/live.m3u8"] {
+    for path in [
+        "/api/streams",
+        "/metrics",
+        "/healthz",
+        "/hlsx/cam/live.m3u8",
+        "/ui/nope.js",
+    ] {
         assert!(pb.handle(&request("GET", path, &[])).await.is_none(), "{path}");
+    }
+    // The web UI and clips are playback's.
+    for path in ["/", "/ui/app.js", "/clip/cam.mp4"] {
+        assert!(pb.handle(&request("GET", path, &[])).await.is_some(), "{path}");
     }
 }
 

@@ -5,8 +5,11 @@ use super::*;
 
 #[test]
 fn bad_stream_names_are_refused_naming_the_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(config(dir.path()), test_clock()).unwrap();
+    // The store one level down, so an escape would land in our own
+    // directory (a shared /tmp may hold an `x` of somebody else's).
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("store");
+    let store = Store::open(config(&dir), test_clock()).unwrap();
     let long = "x".repeat(257);
     for (name, why) in [
         ("../x", "path separator"),
@@ -27,8 +30,9 @@ fn bad_stream_names_are_refused_naming_the_value() {
         assert!(msg.contains(why), "{name:?}: {msg}");
     }
     // Nothing was created outside (or inside) the store for them.
-    assert_eq!(std::fs::read_dir(dir.path().join("segments")).unwrap().count(), 0);
-    assert!(!dir.path().parent().unwrap().join("x").exists());
+    assert_eq!(std::fs::read_dir(dir.join("segments")).unwrap().count(), 0);
+    assert!(!outer.path().join("x").exists());
+    assert!(!dir.join("x").exists());
     for ok in ["front-door", "a.b_c-1", "...a", &"n".repeat(256)] {
         store.open_stream(ok, &tracks(1), false).unwrap();
     }
