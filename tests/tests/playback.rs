@@ -228,7 +228,17 @@ fn a_recorded_range_plays_in_hlsjs_and_as_a_clip_and_third_party_readers_agree()
     let mut child = Command::new("gst-launch-1.0")
         .args(["-v", "souphttpsrc"])
         .arg(format!("location={base}/hls/cam/live.m3u8"))
-        .args(["!", "hlsdemux", "!", "qtdemux", "name=d", "d.video_0", "!", "h264parse", "!"])
+        .args([
+            "!",
+            "hlsdemux",
+            "!",
+            "qtdemux",
+            "name=d",
+            "d.video_0",
+            "!",
+            "h264parse",
+            "!",
+        ])
         .args(["fakesink", "name=sink", "silent=false"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -237,9 +247,16 @@ fn a_recorded_range_plays_in_hlsjs_and_as_a_clip_and_third_party_readers_agree()
     std::thread::sleep(Duration::from_secs(6));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let buffers = count_sink_buffers(&text);
-    assert!(!text.contains("ERROR"), "GStreamer hlsdemux on the live playlist failed:\n{text}");
+    assert!(
+        !text.contains("ERROR"),
+        "GStreamer hlsdemux on the live playlist failed:\n{text}"
+    );
     assert!(buffers >= 60, "only {buffers} video frames through hlsdemux in 6 s");
 }
 

@@ -135,37 +135,15 @@ impl Archive for CachedArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::memory::test_frames::{frame_of, track};
     use crate::archive::memory::MemoryArchive;
-    use bytes::Bytes;
-    use fragmenter::media::{SensorCodecId, SensorKind, SensorTrack};
-    use fragmenter::{Frame, Track, TrackId};
-    use std::time::Duration;
 
     fn archive_with(n: u64, size: usize) -> (MemoryArchive, Vec<u64>) {
         let a = MemoryArchive::new();
-        let track = Track::new(
-            TrackId::new(1).unwrap(),
-            "lidar",
-            SensorTrack {
-                kind: SensorKind::Lidar,
-                codec_id: SensorCodecId::new("O_TEST").unwrap(),
-                private: Bytes::new(),
-            },
-        );
-        a.add_stream("s", &[track]);
+        a.add_stream("s", &[track()]);
+        // Ten frames apart: one fragment each, a second apart.
         let ids = (0..n)
-            .map(|i| {
-                let t = Timestamp::from_millis(1_795_651_200_000 + i * 1000);
-                let frame = Frame {
-                    track: TrackId::new(1).unwrap(),
-                    pts: t,
-                    dts: t,
-                    duration: Duration::from_millis(100),
-                    keyframe: true,
-                    data: Bytes::from(vec![i as u8; size]),
-                };
-                a.add_fragment("s", vec![frame]).id
-            })
+            .map(|i| a.add_fragment("s", vec![frame_of(i * 10, size)]).id)
             .collect();
         (a, ids)
     }
@@ -175,7 +153,7 @@ mod tests {
         let (mem, ids) = archive_with(4, 100);
         let c = CachedArchive::new(Arc::new(mem.clone()), 250);
         assert_eq!(c.read_fragment("s", ids[0]).unwrap().frames[0].data[0], 0);
-        assert_eq!(c.read_fragment("s", ids[1]).unwrap().frames[0].data[0], 1);
+        assert_eq!(c.read_fragment("s", ids[1]).unwrap().frames[0].data[0], 10);
         c.read_fragment("s", ids[0]).unwrap();
         assert_eq!(c.hit_counts(), (1, 2));
         // A third fragment exceeds 250 bytes: the least recently used (1) goes.

@@ -236,14 +236,17 @@ impl LiveFeed for MemoryFeed {
     }
 }
 
+/// A one-track sensor stream's pieces for archive tests: the track, and
+/// frame `i` (100 ms apart, `size` bytes of `i`).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_frames {
+    use std::time::Duration;
+
     use bytes::Bytes;
     use fragmenter::media::{SensorCodecId, SensorKind, SensorTrack};
-    use fragmenter::TrackId;
+    use fragmenter::{Frame, Timestamp, Track, TrackId};
 
-    fn track() -> Track {
+    pub fn track() -> Track {
         Track::new(
             TrackId::new(1).unwrap(),
             "lidar",
@@ -255,7 +258,7 @@ mod tests {
         )
     }
 
-    fn frame(i: u64) -> Frame {
+    pub fn frame_of(i: u64, size: usize) -> Frame {
         let t = Timestamp::from_millis(1_795_651_200_000 + i * 100);
         Frame {
             track: TrackId::new(1).unwrap(),
@@ -263,8 +266,18 @@ mod tests {
             dts: t,
             duration: Duration::from_millis(100),
             keyframe: true,
-            data: Bytes::from(vec![i as u8; 10]),
+            data: Bytes::from(vec![i as u8; size]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_frames::{frame_of, track};
+    use super::*;
+
+    fn frame(i: u64) -> Frame {
+        frame_of(i, 10)
     }
 
     #[test]
