@@ -40,8 +40,9 @@ pub fn frame_at(store: &Store, stream: &str, query: Option<&str>) -> Result<Valu
         .find(|t| matches!(t.kind(), TrackKind::Lidar | TrackKind::Radar))
         .ok_or_else(|| SensorError::NotFound(format!("stream {stream:?} has no LIDAR or RADAR track")))?
         .clone();
-    let t = match query_param(query, "t") {
-        Some(v) => crate::export::parse_time("t", &v).map_err(|e| SensorError::BadRequest(format!("{e:#}")))?,
+    let query = playback::http::query::pairs(query);
+    let t = match playback::http::query::get(&query, "t") {
+        Some(v) => playback::time::parse_time("t", v).map_err(|e| SensorError::BadRequest(e.to_string()))?,
         None => info
             .newest
             .ok_or_else(|| SensorError::NotFound(format!("stream {stream:?} has nothing recorded")))?,
@@ -93,38 +94,6 @@ fn decode(track: &fragmenter::Track, payload: &[u8]) -> Result<Vec<hardware::sen
         .with_context(|| format!("cannot decode a {} frame", track.mkv_codec_id()))
 }
 
-/// The value of `name` in a query string, percent-decoded (RFC 3339 times
-/// arrive with `%3A` for `:`).
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let escaped = (b[i] == b'%' && i + 2 < b.len())
-            .then(|| Some(hex(b[i + 1])? << 4 | hex(b[i + 2])?))
-            .flatten();
-        match (escaped, b[i]) {
-            (Some(v), _) => {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, c) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parse `/api/sensors/{stream}/frame` into the stream name.
 pub fn route(path: &str) -> Option<Result<&str>> {
     let rest = path.strip_prefix("/api/sensors/")?;
@@ -137,18 +106,6 @@ pub fn route(path: &str) -> Option<Result<&str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_found_and_decoded() {
-        assert_eq!(
-            query_param(Some("x=1&t=2026-11-26T00%3A00%3A01Z"), "t").as_deref(),
-            Some("2026-11-26T00:00:01Z")
-        );
-        assert_eq!(query_param(Some("t=%zz"), "t").as_deref(), Some("%zz"));
-        assert_eq!(query_param(Some("t=%4"), "t").as_deref(), Some("%4"));
-        assert_eq!(query_param(None, "t"), None);
-        assert_eq!(query_param(Some("tt=1"), "t"), None);
-    }
 
     #[test]
     fn routes_name_the_stream_or_refuse() {

@@ -109,7 +109,7 @@ pub async fn serve(
     headers: &HeaderMap,
     head_only: bool,
 ) -> Response<Body> {
-    match serve_inner(archive, stream, query, headers, head_only).await {
+    let mut response = match serve_inner(archive, stream, query, headers, head_only).await {
         Ok(r) => r,
         Err(e) => {
             let status = e.status();
@@ -120,7 +120,12 @@ pub async fn serve(
             }
             json_error(status, &e.to_string())
         }
-    }
+    };
+    crate::http::reply::allow_any_origin(
+        response.headers_mut(),
+        "Content-Length, Content-Range, Accept-Ranges, ETag",
+    );
+    response
 }
 
 async fn serve_inner(

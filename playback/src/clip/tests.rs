@@ -219,6 +219,9 @@ async fn a_whole_clip_plays_every_frame_and_its_length_is_announced() {
     assert_eq!(header(&r, "content-type"), "video/mp4");
     assert_eq!(header(&r, "accept-ranges"), "bytes");
     assert_eq!(header(&r, "content-length"), body.len().to_string());
+    // Players on other origins may read it and see its range headers.
+    assert_eq!(header(&r, "access-control-allow-origin"), "*");
+    assert!(header(&r, "access-control-expose-headers").contains("Content-Range"));
     assert_eq!(
         header(&r, "content-disposition"),
         "inline; filename=\"cam-20260101T000000Z.mp4\""

@@ -151,39 +151,23 @@ impl Playback {
         // Clips: /clip/{stream}.mp4
         if let ["clip", file] = segments.as_slice() {
             let stream = file.strip_suffix(".mp4").unwrap_or(file);
-            let mut r = if req.method() == Method::OPTIONS {
-                return Some(Reply::preflight().finish(req.headers(), false));
+            return Some(if req.method() == Method::OPTIONS {
+                Reply::preflight().finish(req.headers(), false)
             } else if !readable {
-                return Some(
-                    Reply::error(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        format!("{} is not allowed on {path}: use GET or HEAD", req.method()),
-                    )
-                    .finish(req.headers(), head),
-                );
+                Reply::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} is not allowed on {path}: use GET or HEAD", req.method()),
+                )
+                .finish(req.headers(), head)
             } else if !file.ends_with(".mp4") || !query::valid_stream_name(stream) {
-                return Some(
-                    Reply::error(
-                        StatusCode::BAD_REQUEST,
-                        format!("expected /clip/{{stream}}.mp4 with a valid stream name, got {path:?}"),
-                    )
-                    .finish(req.headers(), head),
-                );
+                Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected /clip/{{stream}}.mp4 with a valid stream name, got {path:?}"),
+                )
+                .finish(req.headers(), head)
             } else {
                 crate::clip::serve(self.archive.clone(), stream, req.uri().query(), req.headers(), head).await
-            };
-            // Players on other origins read clips too (and need to see the
-            // range headers).
-            let h = r.headers_mut();
-            h.insert(
-                hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                hyper::header::HeaderValue::from_static("*"),
-            );
-            h.insert(
-                hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                hyper::header::HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges, ETag"),
-            );
-            return Some(r);
+            });
         }
         // The prefixes playback owns. To add routes (clips, web UI), add
         // them here and in `route` below.

@@ -135,8 +135,8 @@ impl Reply {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(CACHE_CONTROL, cache.header());
         headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         if status == StatusCode::NO_CONTENT {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             headers.remove(CONTENT_TYPE);
             headers.insert(
                 ACCESS_CONTROL_ALLOW_METHODS,
@@ -145,10 +145,7 @@ impl Reply {
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
             headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         } else {
-            headers.insert(
-                ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("Content-Length, Content-Type"),
-            );
+            allow_any_origin(&mut headers, "Content-Length, Content-Type");
         }
         if head {
             chunks.clear();
@@ -158,6 +155,13 @@ impl Reply {
         *response.headers_mut() = headers;
         response
     }
+}
+
+/// CORS for media that players on other origins read: any origin may, and
+/// may see the `expose`d headers (clips add the range headers).
+pub fn allow_any_origin(headers: &mut HeaderMap, expose: &'static str) {
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(expose));
 }
 
 /// Whether `Accept-Encoding` allows gzip (and does not refuse it with q=0).
