@@ -30,6 +30,9 @@ pub const WINDOW: usize = 6;
 pub const GAP: Duration = Duration::from_secs(1);
 /// How long a feed read waits before the thread looks at its stop flags.
 const POLL: Duration = Duration::from_millis(250);
+/// How long an ended segment waits for the next one to start before it is
+/// published alone (see [`Worker::held_end`]).
+const END_GRACE: Duration = Duration::from_millis(200);
 
 /// One media segment in the live window.
 #[derive(Clone, Debug)]
@@ -322,6 +325,7 @@ impl LiveHub {
             idle: self.idle,
             builder: None,
             skip: None,
+            held_end: None,
         };
         std::thread::Builder::new()
             .name(format!("live-{stream}"))
@@ -357,6 +361,18 @@ struct Worker {
     builder: Option<(u64, SegmentBuilder)>,
     /// A fragment already loaded from the archive whose live items to skip.
     skip: Option<u64>,
+    /// An ended segment's last parts and summary, not yet published.
+    ///
+    /// A playlist whose last segment has just completed, with no open
+    /// segment and so no preload hint after it, throws hls.js's timeline
+    /// off by whole segments when the same reload also slides the window:
+    /// it then buffers parts at the wrong place and stalls over the hole.
+    /// The recorder starts the next fragment within milliseconds of ending
+    /// one, so the end is held until that start and both are published in
+    /// one change: every playlist then ends with a part or a preload hint,
+    /// as in Apple's examples. After [`END_GRACE`] without a start (the
+    /// source stopped) the end is published alone.
+    held_end: Option<(FragmentSummary, Vec<Part>, Instant)>,
 }
 
 impl Worker {
@@ -392,10 +408,38 @@ impl Worker {
             if self.packager.stop.load(Ordering::Acquire) || self.packager.idle_for() > self.idle {
                 return Ok(());
             }
-            if let Some(item) = feed.next(POLL)? {
-                self.apply(item);
+            let wait = match &self.held_end {
+                Some((_, _, since)) => END_GRACE.saturating_sub(since.elapsed()),
+                None => POLL,
+            };
+            match feed.next(wait)? {
+                Some(item) => self.apply(item),
+                None => {
+                    if self
+                        .held_end
+                        .as_ref()
+                        .is_some_and(|(_, _, since)| since.elapsed() >= END_GRACE)
+                    {
+                        self.release_end();
+                        self.packager.notify();
+                    }
+                }
             }
         }
+    }
+
+    /// Publish a held end (see [`Worker::held_end`]) into `state`.
+    fn release_end_into(&mut self, state: &mut LiveState) {
+        if let Some((summary, parts, _)) = self.held_end.take() {
+            state.add_parts(parts);
+            state.end(&summary);
+        }
+    }
+
+    fn release_end(&mut self) {
+        let packager = self.packager.clone();
+        let mut state = packager.state();
+        self.release_end_into(&mut state);
     }
 
     /// Fill the window with the last complete fragments, so a viewer
@@ -444,7 +488,8 @@ impl Worker {
     }
 
     fn apply(&mut self, item: LiveItem) {
-        let stream = &self.packager.stream;
+        let packager = self.packager.clone();
+        let stream = packager.stream();
         match item {
             LiveItem::Start { id, start, tracks } => {
                 if self.skip.is_some_and(|last| id <= last) {
@@ -454,7 +499,8 @@ impl Worker {
                     return;
                 }
                 self.skip = None;
-                let mut state = self.packager.state();
+                let mut state = packager.state();
+                self.release_end_into(&mut state);
                 // A Start without the previous End: that fragment is gone.
                 state.abort();
                 match SegmentBuilder::new(&tracks, self.part_target) {
@@ -484,9 +530,10 @@ impl Worker {
                 if let Err(e) = builder.finish() {
                     segments::skipped_frame(id, &e);
                 }
-                let mut state = self.packager.state();
-                state.add_parts(builder.take_parts());
-                state.end(&summary);
+                // Published with the next Start, or after END_GRACE.
+                self.release_end();
+                self.held_end = Some((summary, builder.take_parts(), Instant::now()));
+                return;
             }
             LiveItem::Aborted(id) => {
                 if self.skip == Some(id) {
@@ -495,6 +542,7 @@ impl Worker {
                 }
                 tracing::debug!(stream, id, "fragment aborted: its parts are dropped");
                 self.builder = None;
+                self.release_end();
                 self.packager.state().abort();
             }
         }

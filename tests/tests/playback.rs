@@ -136,11 +136,9 @@ fn watch_live_hls() -> serde_json::Value {
     r
 }
 
-/// The issue's bar: at least 18 s of 20. Not met reliably yet — hls.js
-/// stalls on our live playlists now and then (README, "Known problem";
-/// issue 7 is open for it) — so it runs on request rather than gating CI.
+/// At least 18 s of 20 in hls.js, at the configured size, with no fatal
+/// error; the latency is printed.
 #[test]
-#[ignore = "issue 7: hls.js stalls on live LL-HLS now and then; run with --ignored"]
 fn live_hls_plays_in_chromium_with_hlsjs_at_low_latency() {
     require_tools!("node", "npm", "chromium");
     let _one = exclusive();
@@ -148,17 +146,6 @@ fn live_hls_plays_in_chromium_with_hlsjs_at_low_latency() {
     assert_played(&r, 18.0);
     let latency = r["latency"].as_f64().expect("hls.js knows the program date time");
     assert!(latency > 0.0 && latency < 10.0, "implausible latency {latency}");
-}
-
-/// What CI holds on to meanwhile: hls.js starts the live stream at the
-/// configured size, keeps playing (over half the time, stalls included)
-/// and hits no fatal error.
-#[test]
-fn live_hls_starts_and_keeps_playing_in_chromium_with_hlsjs() {
-    require_tools!("node", "npm", "chromium");
-    let _one = exclusive();
-    let r = watch_live_hls();
-    assert_played(&r, 10.0);
 }
 
 #[test]

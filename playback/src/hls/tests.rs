@@ -223,6 +223,53 @@ async fn live_parts_and_segments_are_the_archive_segments_byte_for_byte() {
         .any(|t| t.media_type().ok() == Some(mp4::MediaType::H264)));
 }
 
+/// The last line of a playlist that is not blank.
+fn last_line(m: &str) -> &str {
+    m.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_completes_in_the_same_playlist_that_opens_the_next() {
+    let (archive, pb) = archive_with(&[0.0, 2.0], options());
+    let gop = open_fragment(&archive, 4.0, 40);
+    let m = get(&pb, "/hls/cam/live.m3u8").await.text();
+    assert!(m.contains("part/3.0.m4s"), "{m}");
+    // Segment 3 (MSN 2) ends and, 100 ms later, the recorder starts the
+    // next fragment: the playlist that first shows segment 3 complete must
+    // already hint the next one's first part (hls.js loses its timeline on
+    // a playlist ending in a bare EXTINF whose reload also slides).
+    let next = recording().gop_at(1, at_secs(6.0), false);
+    let (got, id) = tokio::join!(get(&pb, "/hls/cam/live.m3u8?_HLS_msn=2"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for f in &gop[40..] {
+            archive.push_frame("cam", f.clone());
+        }
+        archive.end_fragment("cam");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        archive.begin_fragment("cam", next[0].pts)
+    });
+    let m = got.text();
+    assert!(m.contains("#EXTINF:") && m.contains("seg/3.m4s"), "{m}");
+    assert_eq!(
+        last_line(&m),
+        format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part/{id}.0.m4s\""),
+        "{m}"
+    );
+
+    // A source that stops: its last segment is published alone, soon.
+    for f in &next {
+        archive.push_frame("cam", f.clone());
+    }
+    let began = Instant::now();
+    let (got, _) = tokio::join!(get(&pb, "/hls/cam/live.m3u8?_HLS_msn=3"), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        archive.end_fragment("cam")
+    });
+    let m = got.text();
+    assert_eq!(last_line(&m), format!("seg/{id}.m4s"), "{m}");
+    assert!(began.elapsed() < Duration::from_secs(1), "{:?}", began.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aborted_fragment_disappears_and_its_sequence_number_is_reused() {
     let (archive, pb) = archive_with(&[0.0], options());
