@@ -109,7 +109,10 @@ fn bench_velodyne(c: &mut Criterion) {
 fn data_dir() -> PathBuf {
     std::env::var_os("SENSOR_TEST_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+                .join("../../shared/data")
+        })
 }
 
 fn bench_ouster(c: &mut Criterion) {

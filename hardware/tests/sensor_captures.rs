@@ -22,7 +22,10 @@ use hardware::sensor::TimePolicy;
 fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SENSOR_TEST_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+                .join("../../shared/data")
+        });
     if dir.join("lidar").is_dir() {
         Some(dir)
     } else {

@@ -5,6 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// This crate's directory, as cargo tells the running test. The
+/// compile-time `env!("CARGO_MANIFEST_DIR")` names whichever checkout built
+/// the binary, and two clones sharing one `CARGO_TARGET_DIR` (CI's cache)
+/// reuse each other's test binaries when the sources match.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The `edge-agent` binary of this build (target/<profile>/edge-agent, next
 /// to the test executable's `deps/` folder). `make test` builds it first.
 pub fn edge_agent() -> PathBuf {

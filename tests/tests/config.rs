@@ -1,12 +1,12 @@
 //! `edge-agent check-config`: a valid file passes, an invalid one names every
 //! bad field with its value and what is allowed, with a non-zero exit.
 
-use edge_agent_tests::run_agent;
+use edge_agent_tests::{manifest_dir, run_agent};
 
 #[test]
 fn example_config_passes_and_bad_fields_are_all_named() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent.example.toml");
-    let o = run_agent(&["check-config", "-c", example]);
+    let example = manifest_dir().join("../agent.example.toml");
+    let o = run_agent(&["check-config", "-c", example.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("ok (1 stream(s)"));
 

@@ -14,7 +14,7 @@ const WIDTH: u64 = 640;
 const HEIGHT: u64 = 360;
 
 fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("web")
+    manifest_dir().join("web")
 }
 
 /// Install the test harness's npm packages (pinned by its lock file) once.
@@ -277,7 +277,7 @@ fn web_ui_plays_the_live_stream_and_is_captured() {
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (_agent, port) = agent_with_fragments(dir.path(), 1);
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts");
+    let artifacts = manifest_dir().join("../artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("web-ui.png");
     let _ = std::fs::remove_file(&shot);

@@ -18,7 +18,7 @@ use hardware::sensor::unpack_packets;
 use hardware::sensor::velodyne::{build_data_packet, Channel, Model, ReturnMode};
 
 fn shared_data() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let p = manifest_dir().join("../../shared/data");
     p.is_dir().then_some(p)
 }
 
