@@ -89,17 +89,69 @@ pub fn ffprobe(file: &Path, args: &[&str]) -> (serde_json::Value, String) {
 }
 
 /// Run a gst-launch-1.0 pipeline to the end; returns (success, stdout+stderr).
+/// A pipeline still running after two minutes is killed and fails.
 pub fn gst_launch(pipeline: &str) -> (bool, String) {
-    let out = Command::new("gst-launch-1.0")
+    gst_launch_within(pipeline, std::time::Duration::from_secs(120)).into_result()
+}
+
+/// How a gst-launch-1.0 run ended.
+#[derive(Debug)]
+pub enum GstRun {
+    /// It exited: success (exit 0 and no ERROR printed) and its output.
+    Exited(bool, String),
+    /// It was still running at the limit and was killed; its output so far.
+    TimedOut(String),
+}
+
+impl GstRun {
+    /// (success, output); a timeout is a failure, said at the end.
+    pub fn into_result(self) -> (bool, String) {
+        match self {
+            GstRun::Exited(ok, text) => (ok, text),
+            GstRun::TimedOut(text) => (
+                false,
+                format!("{text}\n(gst-launch-1.0 killed: still running at the limit)"),
+            ),
+        }
+    }
+}
+
+/// Run a gst-launch-1.0 pipeline, killing it if it runs past `limit`: a
+/// test must end even when a third-party element deadlocks.
+pub fn gst_launch_within(pipeline: &str, limit: std::time::Duration) -> GstRun {
+    use std::io::Read;
+    let mut child = Command::new("gst-launch-1.0")
         .args(pipeline.split_whitespace())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run gst-launch-1.0");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && !text.contains("ERROR"), text)
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let began = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait().expect("wait for gst-launch-1.0") {
+            Some(status) => break Some(status),
+            None if began.elapsed() >= limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let text = format!("{}{}", out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    match status {
+        Some(status) => GstRun::Exited(status.success() && !text.contains("ERROR"), text),
+        None => GstRun::TimedOut(text),
+    }
 }
 
 /// Count the buffers that reached `fakesink name=sink silent=false` in
