@@ -114,6 +114,13 @@ pub(crate) fn durably<T>(
     r
 }
 
+/// Page cache per connection, in KiB (SQLite's `cache_size` when negative).
+/// SQLite's default, 2 MB per connection, fills over days of recording as
+/// the index grows and stays resident; our queries touch a few index pages
+/// each (the writer appends, readers look up by time), so a quarter of that
+/// is plenty on a device where the whole agent should fit in 20 MB.
+const CACHE_KIB: i64 = 512;
+
 /// Open (creating if needed) and bring the schema up to date.
 pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     let mut conn = db("open", Connection::open(path))?;
@@ -126,6 +133,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
              PRAGMA busy_timeout = 10000;",
         ),
     )?;
+    db("pragmas", conn.pragma_update(None, "cache_size", -CACHE_KIB))?;
     let version: i64 = db(
         "schema version",
         conn.query_row("PRAGMA user_version", [], |r| r.get(0)),
@@ -156,6 +164,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         "reader pragmas",
         conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;"),
     )?;
+    db("reader pragmas", conn.pragma_update(None, "cache_size", -CACHE_KIB))?;
     Ok(conn)
 }
 
