@@ -5,11 +5,12 @@
 # round-robin over every segment) on the same machine. Prints both rates and
 # the ratio agent/nginx (target ≥ 1.0).
 #
-#   cargo build --release -p agent -p edge-agent-tests && scripts/bench-segments.sh [SECONDS] [CONNECTIONS]
+#   cargo build --release -p agent -p edge-agent-tests && scripts/bench-segments.sh [SECONDS] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 conns=${2:-4}
+rounds=${3:-5}
 bin=${EDGE_AGENT:-target/release/edge-agent}
 load=${HTTP_LOAD:-target/release/http-load}
 for tool in nginx curl; do
@@ -101,13 +102,27 @@ cmp -s <(curl -sf "http://127.0.0.1:$nport$first") <(curl -sf "http://127.0.0.1:
 # A warm-up pass lets both fill their caches.
 "$load" "127.0.0.1:$port" "$work/paths" "$conns" 1 >/dev/null
 "$load" "127.0.0.1:$nport" "$work/paths" "$conns" 1 >/dev/null
-if [ -n "${PERF:-}" ]; then perf record -g -o "$PERF" -p "$agent_pid" -- sleep "$secs" >/dev/null 2>&1 & fi
-agent=$("$load" "127.0.0.1:$port" "$work/paths" "$conns" "$secs")
-wait_perf=$(jobs -p | grep -v -e "$agent_pid" -e "$nginx_pid" || true)
-[ -n "$wait_perf" ] && wait $wait_perf 2>/dev/null || true
-nginx=$("$load" "127.0.0.1:$nport" "$work/paths" "$conns" "$secs")
-echo "edge-agent: $agent"
-echo "nginx:      $nginx"
-a=$(echo "$agent" | awk '{print $1}')
-g=$(echo "$nginx" | awk '{print $1}')
+if [ -n "${PERF:-}" ]; then
+  perf record -g -o "$PERF" -p "$agent_pid" -- sleep "$secs" >/dev/null 2>&1 &
+  "$load" "127.0.0.1:$port" "$work/paths" "$conns" "$secs"
+  wait %%
+fi
+# Alternating rounds, each server in turn, and the ratio of the medians:
+# one back-to-back pair swings ±20 % on this machine with whatever else
+# runs, and alternating spreads that over both.
+: > "$work/agent.rates"
+: > "$work/nginx.rates"
+for r in $(seq "$rounds"); do
+  agent=$("$load" "127.0.0.1:$port" "$work/paths" "$conns" "$secs")
+  nginx=$("$load" "127.0.0.1:$nport" "$work/paths" "$conns" "$secs")
+  echo "round $r: edge-agent $agent" >&2
+  echo "round $r: nginx      $nginx" >&2
+  echo "$agent" | awk '{print $1}' >> "$work/agent.rates"
+  echo "$nginx" | awk '{print $1}' >> "$work/nginx.rates"
+done
+median() { sort -n "$1" | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+a=$(median "$work/agent.rates")
+g=$(median "$work/nginx.rates")
+echo "edge-agent: median $a requests/s over $rounds rounds of ${secs} s"
+echo "nginx:      median $g requests/s"
 awk -v a="$a" -v g="$g" 'BEGIN { printf "segment requests/s, agent / nginx: %.2f× (target ≥ 1.0×; nginx: a worker per core, sendfile)\n", a / g }'

@@ -11,6 +11,7 @@ pub mod dash;
 pub mod hls;
 pub mod http;
 pub mod live;
+pub mod mapped;
 pub mod recorded;
 pub mod segments;
 #[cfg(test)]

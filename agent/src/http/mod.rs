@@ -18,12 +18,12 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use playback::http::sendfile::SendfileStream;
 use playback::http::Playback;
 
 use crate::run::recorder::RecorderStatus;
@@ -68,10 +68,20 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: wa
             },
             _ = shutdown.changed() => break,
         };
+        // Responses end in small writes (the last part's boxes, a
+        // playlist); Nagle would hold them for the peer's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, state.clone(), peer));
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+            // writev: body chunks reach the connection as they are, so
+            // stored segments go out with sendfile (playback::http::sendfile).
+            let conn = http1::Builder::new()
+                .writev(true)
+                .serve_connection(SendfileStream::new(stream), svc);
+            if let Err(e) = conn.await {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
         });

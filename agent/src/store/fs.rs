@@ -5,6 +5,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The read size of the CRC pass over a mapped range.
+const CRC_CHUNK: usize = 128 * 1024;
 
 /// File operations used for segment files. The index (SQLite) does its own
 /// I/O and is not routed through here.
@@ -13,6 +19,17 @@ pub trait FileLayer: Send + Sync + std::fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn AppendFile>>;
     /// Read exactly `len` bytes at `offset`.
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Exactly `len` bytes at `offset` as shared `Bytes`, with their CRC-32.
+    ///
+    /// The real file system maps the range (see `playback::mapped`: served
+    /// segments then go out with sendfile) after reading it once with
+    /// `pread` for the CRC, so a failing disk is an error here and not a
+    /// fault when the mapping is touched. The default reads into memory.
+    fn read_shared(&self, path: &Path, offset: u64, len: usize) -> io::Result<(Bytes, u32)> {
+        let data = self.read_at(path, offset, len)?;
+        let crc = crc32fast::hash(&data);
+        Ok((Bytes::from(data), crc))
+    }
     /// The file's length.
     fn len(&self, path: &Path) -> io::Result<u64>;
     /// Cut the file to `len` bytes and make that durable.
@@ -91,6 +108,34 @@ impl FileLayer for RealFs {
             ));
         }
         Ok(buf)
+    }
+
+    fn read_shared(&self, path: &Path, offset: u64, len: usize) -> io::Result<(Bytes, u32)> {
+        let file = File::open(path)?;
+        let file_len = file.metadata()?.len();
+        if file_len < offset + len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} ends {} bytes into a {len}-byte read at {offset}",
+                    path.display(),
+                    file_len.saturating_sub(offset)
+                ),
+            ));
+        }
+        // Small reads into one reused buffer: the CRC pass costs no heap
+        // beyond it, and leaves the range in the page cache for sendfile.
+        let mut buf = vec![0u8; len.min(CRC_CHUNK)];
+        let mut crc = crc32fast::Hasher::new();
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            file.read_exact_at(&mut buf[..n], offset + done as u64)?;
+            crc.update(&buf[..n]);
+            done += n;
+        }
+        let bytes = playback::mapped::map(Arc::new(file), offset, len)?;
+        Ok((bytes, crc.finalize()))
     }
 
     fn len(&self, path: &Path) -> io::Result<u64> {
@@ -227,6 +272,9 @@ impl FileLayer for SharedBudgetFs {
     }
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         RealFs.read_at(path, offset, len)
+    }
+    fn read_shared(&self, path: &Path, offset: u64, len: usize) -> io::Result<(Bytes, u32)> {
+        RealFs.read_shared(path, offset, len)
     }
     fn len(&self, path: &Path) -> io::Result<u64> {
         RealFs.len(path)

@@ -66,7 +66,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use fragmenter::fragment::Metadata;
 use fragmenter::{Frame, Timestamp, Track};
 use rusqlite::Connection;
@@ -776,8 +775,9 @@ impl Store {
         meta_of(row)
     }
 
-    /// Read a fragment back: one read of its payload, CRC checked, frames
-    /// exactly as written.
+    /// Read a fragment back: its payload mapped from the segment file (one
+    /// read for the CRC, see `FileLayer::read_shared`), frames exactly as
+    /// written.
     pub fn read_fragment(&self, id: FragmentId) -> Result<StoredFragment, StoreError> {
         let row = index::fragment(&lock(&self.inner.reader), id)?.ok_or(StoreError::FragmentNotFound(id))?;
         self.load(row)
@@ -792,10 +792,10 @@ impl Store {
             detail: format!("fragment {id}: {detail}"),
         };
         let len = usize::try_from(row.payload_len).map_err(|_| corrupt("payload length overflows".into()))?;
-        let data = match self
+        let (data, crc) = match self
             .inner
             .fs
-            .read_at(&path, row.offset + segment::HEADER_LEN as u64, len)
+            .read_shared(&path, row.offset + segment::HEADER_LEN as u64, len)
         {
             Ok(d) => d,
             // Deleted by retention between the query and the read.
@@ -805,7 +805,6 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io(format!("cannot read {}", path.display()), e)),
         };
-        let crc = crc32fast::hash(&data);
         if crc != row.crc {
             return Err(corrupt(format!("payload CRC {crc:08x}, index says {:08x}", row.crc)));
         }
@@ -816,7 +815,7 @@ impl Store {
             return Err(corrupt(format!("frame index covers {total} bytes, payload is {len}")));
         }
         let tracks = self.tracks(row.track_set_id)?;
-        let frames = frame_index::frames(&entries, &Bytes::from(data));
+        let frames = frame_index::frames(&entries, &data);
         Ok(StoredFragment {
             meta: meta_of(row)?,
             tracks,

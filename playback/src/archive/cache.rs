@@ -7,6 +7,14 @@
 //! request until they are evicted (least recently used first, by bytes).
 //! A fragment deleted by retention can still be served from here until it
 //! is evicted; playlists, built from the index, no longer name it.
+//!
+//! The budget counts heap. Frames that map the segment file
+//! ([`crate::mapped`], what the store gives) are the kernel's page cache,
+//! not heap: they count against a second, larger cap, [`MAPPED_PER_BUDGET`]
+//! times the budget, because their pages, once sent, stay mapped and show
+//! in the process's RSS (as file pages the kernel can reclaim) while the
+//! entry lives. Each entry also holds a mapping and an open file, so
+//! entries are capped at [`MAX_ENTRIES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,17 +22,31 @@ use std::sync::{Arc, Mutex};
 use fragmenter::Timestamp;
 
 use super::{Archive, ArchiveError, ArchivedFragment, FragmentSummary, LiveFeed, StreamSummary};
+use crate::mapped;
+
+/// At most this many fragments are cached (mappings and open files).
+pub const MAX_ENTRIES: usize = 256;
+/// File-backed payload bytes may reach this many times the heap budget
+/// (64 MB for the default 8 MB).
+pub const MAPPED_PER_BUDGET: usize = 8;
 
 struct Entry {
     fragment: ArchivedFragment,
-    bytes: usize,
+    cost: Cost,
     used: u64,
+}
+
+/// What an entry holds: heap bytes, file-backed bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Cost {
+    heap: usize,
+    mapped: usize,
 }
 
 #[derive(Default)]
 struct Lru {
     entries: HashMap<(String, u64), Entry>,
-    bytes: usize,
+    held: Cost,
     clock: u64,
     hits: u64,
     misses: u64,
@@ -38,7 +60,8 @@ pub struct CachedArchive {
 }
 
 impl CachedArchive {
-    /// Cache up to `budget` payload bytes of fragments read from `inner`.
+    /// Cache fragments read from `inner` within `budget` bytes of heap (and
+    /// [`MAPPED_PER_BUDGET`] times that of file-backed payload).
     pub fn new(inner: Arc<dyn Archive>, budget: usize) -> Self {
         CachedArchive {
             inner,
@@ -72,18 +95,23 @@ impl CachedArchive {
     }
 
     fn insert(&self, stream: &str, fragment: &ArchivedFragment) {
-        let bytes: usize = fragment.frames.iter().map(|f| f.data.len()).sum();
+        let cost = cost(fragment);
+        let mapped_budget = self.budget.saturating_mul(MAPPED_PER_BUDGET);
         // One huge fragment must not flush everything else.
-        if bytes > self.budget / 2 {
+        if cost.heap > self.budget / 2 || cost.mapped > mapped_budget / 2 {
             return;
         }
         let mut l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
-        while l.bytes + bytes > self.budget {
+        while l.held.heap + cost.heap > self.budget
+            || l.held.mapped + cost.mapped > mapped_budget
+            || l.entries.len() >= MAX_ENTRIES
+        {
             let Some(oldest) = l.entries.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) else {
                 break;
             };
             if let Some(e) = l.entries.remove(&oldest) {
-                l.bytes -= e.bytes;
+                l.held.heap -= e.cost.heap;
+                l.held.mapped -= e.cost.mapped;
             }
         }
         l.clock += 1;
@@ -93,14 +121,31 @@ impl CachedArchive {
             key,
             Entry {
                 fragment: fragment.clone(),
-                bytes,
+                cost,
                 used,
             },
         ) {
-            l.bytes -= old.bytes;
+            l.held.heap -= old.cost.heap;
+            l.held.mapped -= old.cost.mapped;
         }
-        l.bytes += bytes;
+        l.held.heap += cost.heap;
+        l.held.mapped += cost.mapped;
     }
+}
+
+/// What caching a fragment costs: its frame table and in-memory payloads
+/// as heap, its file-backed payloads as mapped.
+fn cost(fragment: &ArchivedFragment) -> Cost {
+    let mut c = Cost::default();
+    for f in &fragment.frames {
+        c.heap += std::mem::size_of_val(f);
+        if mapped::is_mapped(&f.data) {
+            c.mapped += f.data.len();
+        } else {
+            c.heap += f.data.len();
+        }
+    }
+    c
 }
 
 impl Archive for CachedArchive {
@@ -151,12 +196,13 @@ mod tests {
     #[test]
     fn repeated_reads_hit_and_the_budget_evicts_the_least_recently_used() {
         let (mem, ids) = archive_with(4, 100);
-        let c = CachedArchive::new(Arc::new(mem.clone()), 250);
+        let cost = cost(&mem.read_fragment("s", ids[0]).unwrap()).heap;
+        let c = CachedArchive::new(Arc::new(mem.clone()), cost * 5 / 2);
         assert_eq!(c.read_fragment("s", ids[0]).unwrap().frames[0].data[0], 0);
         assert_eq!(c.read_fragment("s", ids[1]).unwrap().frames[0].data[0], 10);
         c.read_fragment("s", ids[0]).unwrap();
         assert_eq!(c.hit_counts(), (1, 2));
-        // A third fragment exceeds 250 bytes: the least recently used (1) goes.
+        // A third fragment exceeds the budget: the least recently used (1) goes.
         c.read_fragment("s", ids[2]).unwrap();
         mem.delete_fragment("s", ids[1]);
         mem.delete_fragment("s", ids[0]);
@@ -175,9 +221,39 @@ mod tests {
     #[test]
     fn fragments_over_half_the_budget_are_not_cached() {
         let (mem, ids) = archive_with(1, 200);
-        let c = CachedArchive::new(Arc::new(mem), 300);
+        let cost = cost(&mem.read_fragment("s", ids[0]).unwrap()).heap;
+        let c = CachedArchive::new(Arc::new(mem), cost * 2 - 1);
         c.read_fragment("s", ids[0]).unwrap();
         c.read_fragment("s", ids[0]).unwrap();
         assert_eq!(c.hit_counts(), (0, 2));
+    }
+
+    #[test]
+    fn file_backed_payloads_count_against_the_mapped_cap_not_the_heap_budget() {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[7u8; 64 * 1024]).unwrap();
+        let file = Arc::new(f);
+        let mem = MemoryArchive::new();
+        mem.add_stream("s", &[track()]);
+        let ids: Vec<u64> = (0..3)
+            .map(|i| {
+                let mut frame = frame_of(i * 10, 0);
+                frame.data = mapped::map(file.clone(), 0, 20 * 1024).unwrap();
+                mem.add_fragment("s", vec![frame]).id
+            })
+            .collect();
+        let c0 = cost(&mem.read_fragment("s", ids[0]).unwrap());
+        assert_eq!(c0.mapped, 20 * 1024);
+        assert!(c0.heap < 1024, "a mapped 20 KB frame costs {} bytes of heap", c0.heap);
+        // A 6 KB heap budget allows 48 KB mapped: two of the three fit.
+        let c = CachedArchive::new(Arc::new(mem), 6 * 1024);
+        for &id in &ids {
+            c.read_fragment("s", id).unwrap();
+        }
+        c.read_fragment("s", ids[2]).unwrap();
+        c.read_fragment("s", ids[1]).unwrap();
+        c.read_fragment("s", ids[0]).unwrap();
+        assert_eq!(c.hit_counts(), (2, 4), "the third evicted the first");
     }
 }

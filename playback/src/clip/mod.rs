@@ -181,7 +181,9 @@ async fn serve_inner(
     let body = if head_only {
         full(bytes::Bytes::new())
     } else {
-        body::send(archive, Arc::clone(&plan), first, last).boxed()
+        body::send(archive, Arc::clone(&plan), first, last)
+            .map_frame(|f| f.map_data(crate::http::reply::BodyChunks::from))
+            .boxed()
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;

@@ -11,6 +11,7 @@
 
 pub mod query;
 pub mod reply;
+pub mod sendfile;
 pub(crate) mod serve;
 
 #[cfg(test)]
@@ -29,11 +30,13 @@ use crate::live::LiveHub;
 use reply::Reply;
 
 /// The body of every playback response: whole buffers or a stream.
-pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Body = BoxBody<reply::BodyChunks, std::io::Error>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(reply::BodyChunks::from(bytes.into()))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// A response with a body, a content type and a cache policy.

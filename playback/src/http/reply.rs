@@ -191,43 +191,102 @@ fn gzip(chunks: &[Bytes]) -> Option<Bytes> {
     z.finish().ok().map(Bytes::from)
 }
 
-/// A body of shared buffers sent one after another: segments go out as the
+/// Body data made of shared buffers, handed to hyper as one piece.
+///
+/// hyper queues at most 16 data frames before it writes, so a segment sent
+/// as one frame per `Bytes` (a frame per video or audio sample) went out in
+/// a `writev` per 16 samples. As one `Buf` whose `chunks_vectored` fills
+/// every slice it is given, the same segment goes out in `writev`s of up
+/// to 64 slices, and the connection ([`super::sendfile`]) still sees each
+/// payload where it lies.
+#[derive(Debug, Default)]
+pub struct BodyChunks {
+    chunks: VecDeque<Bytes>,
+    remaining: usize,
+}
+
+impl BodyChunks {
+    /// `chunks`, in order (empty ones dropped).
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let remaining = chunks.iter().map(Bytes::len).sum();
+        BodyChunks { chunks, remaining }
+    }
+}
+
+impl From<Bytes> for BodyChunks {
+    fn from(b: Bytes) -> Self {
+        Self::new([b])
+    }
+}
+
+impl bytes::Buf for BodyChunks {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| &c[..])
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.remaining, "advance past the end of the body");
+        self.remaining -= cnt;
+        while cnt > 0 {
+            let front = self.chunks.front_mut().expect("remaining counts the chunks");
+            if cnt < front.len() {
+                bytes::Buf::advance(front, cnt);
+                return;
+            }
+            cnt -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, c) in dst.iter_mut().zip(&self.chunks) {
+            *slot = std::io::IoSlice::new(c);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A body of shared buffers sent as one data frame: segments go out as the
 /// frames' own payloads, never joined into a copy.
 #[derive(Debug)]
 pub struct ChunksBody {
-    chunks: VecDeque<Bytes>,
-    left: u64,
+    data: Option<BodyChunks>,
 }
 
 impl ChunksBody {
     /// A body of `chunks`, in order.
     pub fn new(chunks: Vec<Bytes>) -> Self {
-        let left = chunks.iter().map(|c| c.len() as u64).sum();
+        let data = BodyChunks::new(chunks);
         ChunksBody {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
-            left,
+            data: (data.remaining > 0).then_some(data),
         }
     }
 }
 
 impl hyper::body::Body for ChunksBody {
-    type Data = Bytes;
+    type Data = BodyChunks;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let next = self.chunks.pop_front();
-        if let Some(c) = &next {
-            self.left -= c.len() as u64;
-        }
-        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<BodyChunks>, Self::Error>>> {
+        Poll::Ready(self.data.take().map(|d| Ok(Frame::data(d))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.data.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.left)
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.remaining as u64))
     }
 }
 
@@ -243,5 +302,18 @@ mod tests {
         assert!(accepts_gzip(&h));
         h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, identity"));
         assert!(!accepts_gzip(&h));
+    }
+
+    #[test]
+    fn body_chunks_advance_across_chunks_and_fill_every_slice() {
+        use bytes::Buf;
+        let mut b = BodyChunks::new([Bytes::from_static(b"abc"), Bytes::new(), Bytes::from_static(b"defg")]);
+        assert_eq!(b.remaining(), 7);
+        let mut io = [std::io::IoSlice::new(&[]); 4];
+        assert_eq!(b.chunks_vectored(&mut io), 2, "the empty chunk is dropped");
+        b.advance(4);
+        assert_eq!((b.remaining(), b.chunk()), (3, &b"efg"[..]));
+        b.advance(3);
+        assert_eq!((b.remaining(), b.chunk()), (0, &b""[..]));
     }
 }
