@@ -326,6 +326,7 @@ impl LiveHub {
             builder: None,
             skip: None,
             held_end: None,
+            last_ended: None,
         };
         std::thread::Builder::new()
             .name(format!("live-{stream}"))
@@ -373,6 +374,9 @@ struct Worker {
     /// as in Apple's examples. After [`END_GRACE`] without a start (the
     /// source stopped) the end is published alone.
     held_end: Option<(FragmentSummary, Vec<Part>, Instant)>,
+    /// The last fragment that ended: the next one's expected length
+    /// (`segments::expected_length`).
+    last_ended: Option<FragmentSummary>,
 }
 
 impl Worker {
@@ -461,7 +465,7 @@ impl Worker {
             }
         };
         let skip = recent.len().saturating_sub(WINDOW);
-        for summary in recent.iter().skip(skip) {
+        for (i, summary) in recent.iter().enumerate().skip(skip) {
             let fragment = match self.archive.read_fragment(&stream, summary.id) {
                 Ok(f) => f,
                 Err(e) => {
@@ -469,7 +473,13 @@ impl Worker {
                     continue;
                 }
             };
-            let segment = match segments::render_fragment(&fragment, self.part_target) {
+            // As an archive rebuild plans it (its predecessor, from the
+            // archive), so both cut the same parts.
+            let expected = match i.checked_sub(1).map(|j| &recent[j]) {
+                Some(p) => segments::expected_length(Some(p), summary.start),
+                None => segments::expected_length_in(self.archive.as_ref(), &stream, summary),
+            };
+            let segment = match segments::render_fragment(&fragment, self.part_target, expected) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(stream, id = summary.id, error = %e, "recent fragment not packaged");
@@ -484,6 +494,7 @@ impl Worker {
             state.add_parts(segment.parts);
             state.end(summary);
             self.skip = Some(summary.id);
+            self.last_ended = Some(*summary);
         }
     }
 
@@ -503,7 +514,8 @@ impl Worker {
                 self.release_end_into(&mut state);
                 // A Start without the previous End: that fragment is gone.
                 state.abort();
-                match SegmentBuilder::new(&tracks, self.part_target) {
+                let expected = segments::expected_length(self.last_ended.as_ref().filter(|p| p.id < id), start);
+                match SegmentBuilder::new(&tracks, self.part_target, expected) {
                     Ok(builder) => {
                         let styp = builder.styp();
                         self.builder = Some((id, builder));
@@ -532,6 +544,7 @@ impl Worker {
                 }
                 // Published with the next Start, or after END_GRACE.
                 self.release_end();
+                self.last_ended = Some(summary);
                 self.held_end = Some((summary, builder.take_parts(), Instant::now()));
                 return;
             }

@@ -17,7 +17,7 @@ use fragmenter::media::{AudioCodec, TrackMedia};
 use fragmenter::sink::Chunks;
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 
-use crate::archive::ArchivedFragment;
+use crate::archive::{Archive, ArchivedFragment, FragmentSummary};
 
 /// Decode time zero of every track of every stream: the Unix epoch.
 ///
@@ -103,6 +103,16 @@ impl Part {
 /// frame of latency, but keeps the frames of other tracks that come between
 /// two video frames in the part they belong to, so no part is a sliver of
 /// audio.
+///
+/// Given the length the segment is expected to have (see
+/// [`expected_length`]), parts are also cut on a grid across it (see
+/// [`grid`]), so that the last part is about as long as the others. Cutting parts at
+/// the target alone leaves the segment's remainder as its last part — 4
+/// frames of a 54-frame GOP, 0.13 s — and hls.js (its
+/// `maxFragLookUpTolerance`, 0.25 s by default) counts a segment as loaded
+/// once less than that is left of it, moves on to the next segment and
+/// stalls over the hole the skipped part leaves (hls.js issue #5028; our
+/// browser tests froze one part before a segment's end).
 pub struct SegmentBuilder {
     writer: Fmp4Writer,
     styp: Bytes,
@@ -117,12 +127,20 @@ pub struct SegmentBuilder {
     timing: TrackId,
     /// First dts and end of the timing track's frames in the part.
     timing_span: Option<(Timestamp, Timestamp)>,
+    /// The part grid (step, lines), when the segment's length is expected.
+    grid: Option<(Duration, u32)>,
+    /// The segment's first timing-track dts (where the grid starts).
+    origin: Option<Timestamp>,
+    /// Parts cut so far (the next grid line is `cuts + 1` steps in).
+    cuts: u32,
     ready: Vec<Part>,
 }
 
 impl SegmentBuilder {
-    /// A builder for a segment of `tracks` (non-media tracks are dropped).
-    pub fn new(tracks: &[Track], part_target: Duration) -> Result<Self, SegmentError> {
+    /// A builder for a segment of `tracks` (non-media tracks are dropped),
+    /// expected to last `expected` (see [`expected_length`]; `None` cuts
+    /// at the part target only).
+    pub fn new(tracks: &[Track], part_target: Duration, expected: Option<Duration>) -> Result<Self, SegmentError> {
         let mut writer = writer(tracks)?;
         let media = media_tracks(tracks);
         let timing = media
@@ -143,6 +161,9 @@ impl SegmentBuilder {
             spacing: Duration::ZERO,
             timing,
             timing_span: None,
+            grid: grid(part_target, expected),
+            origin: None,
+            cuts: 0,
             ready: Vec::new(),
         })
     }
@@ -173,9 +194,16 @@ impl SegmentBuilder {
             frame.duration
         };
         let end = frame.dts + length;
+        let origin = *self.origin.get_or_insert(frame.dts);
         if let Some((from, _)) = self.timing_span {
-            if end.saturating_since(from) > self.part_target {
+            // Half a frame of slack: a grid line that falls inside a frame
+            // goes to the nearer edge.
+            let past_grid = self.grid.is_some_and(|(step, lines)| {
+                self.cuts < lines && end.saturating_since(origin) > step * (self.cuts + 1) + self.spacing / 2
+            });
+            if end.saturating_since(from) > self.part_target || past_grid {
                 self.flush()?;
+                self.cuts += 1;
             }
         }
         self.writer.push(frame)?;
@@ -211,6 +239,49 @@ impl SegmentBuilder {
     }
 }
 
+/// The part grid for a segment expected to last `expected`: the step and
+/// the number of grid lines.
+///
+/// The lines leave a last part of about 7/8 of the target, so that a
+/// segment a frame shorter or longer than expected (GOPs of 54 and 55
+/// frames alternate from the test camera) still ends in a part between
+/// hls.js's 0.25 s and the target; the parts before it share the rest
+/// evenly. `None` when there is no expectation or one part holds it all.
+fn grid(part_target: Duration, expected: Option<Duration>) -> Option<(Duration, u32)> {
+    let expected = expected?;
+    let last = part_target * 7 / 8;
+    if part_target.is_zero() || expected <= part_target {
+        return None;
+    }
+    let before_last = expected.checked_sub(last)?;
+    let lines = before_last.as_nanos().div_ceil(part_target.as_nanos());
+    let step = Duration::from_nanos((before_last.as_nanos() / lines) as u64);
+    Some((step, u32::try_from(lines).ok()?))
+}
+
+/// Fragments further apart than this do not predict each other's length.
+const MAX_GAP: Duration = Duration::from_secs(1);
+
+/// The length a segment starting at `start` is expected to have: that of
+/// the fragment before it, `previous`, when it runs into this one (GOPs
+/// repeat), measured start to start — key frame to key frame, where its
+/// `end` would add the audio that runs past the last video frame. The live
+/// packager and archive rebuilds both plan from it, so both cut a fragment
+/// into the same parts.
+pub fn expected_length(previous: Option<&FragmentSummary>, start: Timestamp) -> Option<Duration> {
+    let p = previous?;
+    (p.start < start && start.saturating_since(p.end) <= MAX_GAP).then(|| start - p.start)
+}
+
+/// [`expected_length`] for an archived fragment, with its predecessor
+/// looked up in `archive`.
+pub fn expected_length_in(archive: &dyn Archive, stream: &str, fragment: &FragmentSummary) -> Option<Duration> {
+    // Wider than the gap allowed, so the edge case is decided here as
+    // for live, not by the query's window.
+    let previous = archive.previous(stream, fragment, MAX_GAP * 2).ok()?;
+    expected_length(previous.as_ref(), fragment.start)
+}
+
 /// A whole segment made from an archived fragment.
 #[derive(Clone, Debug)]
 pub struct Segment {
@@ -237,10 +308,14 @@ impl Segment {
 }
 
 /// The segment of an archived fragment, cut into parts as live would cut
-/// it. A frame the writer refuses is skipped with a warning, as live does,
-/// so both give the same bytes.
-pub fn render_fragment(fragment: &ArchivedFragment, part_target: Duration) -> Result<Segment, SegmentError> {
-    let mut builder = SegmentBuilder::new(&fragment.tracks, part_target)?;
+/// it (`expected` from [`expected_length`]). A frame the writer refuses is
+/// skipped with a warning, as live does, so both give the same bytes.
+pub fn render_fragment(
+    fragment: &ArchivedFragment,
+    part_target: Duration,
+    expected: Option<Duration>,
+) -> Result<Segment, SegmentError> {
+    let mut builder = SegmentBuilder::new(&fragment.tracks, part_target, expected)?;
     for frame in &fragment.frames {
         if let Err(e) = builder.push(frame) {
             skipped_frame(fragment.summary.id, &e);
@@ -308,3 +383,82 @@ pub fn track_codec(t: &Track) -> Option<String> {
 
 /// Track lists travel shared.
 pub type Tracks = Arc<[Track]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_media::{at_secs, recording};
+
+    const TARGET: Duration = Duration::from_millis(334);
+
+    fn part_lengths(frames: &[Frame], tracks: &[Track], expected: Option<Duration>) -> Vec<Duration> {
+        let mut b = SegmentBuilder::new(tracks, TARGET, expected).unwrap();
+        for f in frames {
+            b.push(f).unwrap();
+        }
+        b.finish().unwrap();
+        b.take_parts().iter().map(|p| p.duration).collect()
+    }
+
+    #[test]
+    fn an_expected_length_spreads_the_parts_so_the_last_is_no_sliver() {
+        let rec = recording();
+        // A 54-frame GOP at 30 fps (1.8 s), as the test camera makes: cut at
+        // the target alone, its last part is the 4-frame remainder.
+        let frames: Vec<Frame> = rec.gop_at(0, at_secs(0.0), true).into_iter().take(54).collect();
+        let tracks = rec.video_tracks();
+        let plain = part_lengths(&frames, &tracks, None);
+        assert_eq!(plain.len(), 6, "{plain:?}");
+        assert!(plain[5] < Duration::from_millis(250), "{plain:?}");
+
+        // Planned from the previous GOP, of 54, 55 or 53 frames: the last
+        // part stays between 0.25 s and the target either way.
+        for expected_frames in [53u64, 54, 55] {
+            let expected = Duration::from_nanos(expected_frames * 1_000_000_000 / 30);
+            let even = part_lengths(&frames, &tracks, Some(expected));
+            for d in &even {
+                assert!(
+                    *d <= TARGET && *d >= Duration::from_millis(250),
+                    "planned {expected_frames}: {even:?}"
+                );
+            }
+            // The same frames: the same span, to timestamp rounding.
+            let (a, b) = (even.iter().sum::<Duration>(), plain.iter().sum::<Duration>());
+            assert!(a.abs_diff(b) < Duration::from_micros(1), "{a:?} against {b:?}");
+        }
+
+        // A segment longer than expected goes on at the grid's step, never
+        // past the target.
+        let long = part_lengths(&frames, &tracks, Some(Duration::from_millis(1000)));
+        assert!(long.iter().all(|d| *d <= TARGET), "{long:?}");
+    }
+
+    #[test]
+    fn the_expected_length_is_the_previous_fragments_when_it_runs_into_this_one() {
+        let prev = FragmentSummary {
+            id: 7,
+            start: at_secs(10.0),
+            end: at_secs(11.8),
+            frames: 54,
+            bytes: 1,
+        };
+        let len = Duration::from_millis(1800);
+        assert_eq!(expected_length(Some(&prev), at_secs(11.8)), Some(len));
+        assert_eq!(
+            expected_length(Some(&prev), at_secs(12.5)),
+            Some(Duration::from_millis(2500)),
+            "a short gap"
+        );
+        assert_eq!(
+            expected_length(Some(&prev), at_secs(13.0)),
+            None,
+            "more than a second apart"
+        );
+        assert_eq!(expected_length(Some(&prev), at_secs(9.0)), None, "not before this one");
+        assert_eq!(expected_length(None, at_secs(11.8)), None);
+        assert_eq!(grid(TARGET, Some(Duration::from_millis(300))), None, "one part");
+        let (step, lines) = grid(TARGET, Some(len)).unwrap();
+        assert_eq!(lines, 5);
+        assert!(step <= TARGET, "{step:?}");
+    }
+}

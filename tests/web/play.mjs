@@ -56,6 +56,26 @@ try {
   page.on('response', (r) => {
     if (r.status() >= 400) result.http.push(`${r.status()} ${r.url().replace(origin, '')}`);
   });
+  // Every media request with its start and end times (seconds since launch)
+  // and status, kept in the result: when a watch falls short, the test
+  // prints the result, and this is what shows where a stall began.
+  const t00 = Date.now();
+  const at = () => ((Date.now() - t00) / 1000).toFixed(2);
+  result.requests = [];
+  page.on('request', (r) => result.requests.push(`${at()} > ${r.url().replace(origin, '')}`));
+  page.on('requestfinished', async (r) => {
+    const res = await r.response().catch(() => null);
+    result.requests.push(`${at()} < ${res ? res.status() : '?'} ${r.url().replace(origin, '')}`);
+  });
+  // The last live playlists, for the same reason.
+  result.playlists = [];
+  page.on('response', async (r) => {
+    if (!r.url().includes('.m3u8') || r.status() !== 200) return;
+    const body = await r.text().catch(() => '');
+    result.playlists.push(`${at()} ${r.url().replace(origin, '')}\n${body}`);
+    if (result.playlists.length > 3) result.playlists.shift();
+  });
+  page.on('requestfailed', (r) => result.requests.push(`${at()} ! ${r.failure()?.errorText} ${r.url().replace(origin, '')}`));
   if (args.trace) {
     page.on('request', (r) => result.http.push(`GET ${r.url().replace(origin, '')}`));
     page.on('console', (m) => {
@@ -119,8 +139,12 @@ try {
   const t0 = Date.now();
   while (Date.now() - t0 < seconds * 1000) {
     await page.waitForTimeout(1000);
-    const t = await video.evaluate((v) => v.currentTime);
-    result.samples.push([(Date.now() - t0) / 1000, t]);
+    const [t, buffered] = await video.evaluate((v) => {
+      const b = [];
+      for (let i = 0; i < v.buffered.length; i++) b.push(`${v.buffered.start(i).toFixed(3)}-${v.buffered.end(i).toFixed(3)}`);
+      return [v.currentTime, b.join(' ')];
+    });
+    result.samples.push([(Date.now() - t0) / 1000, t, buffered]);
   }
   const last = result.samples.at(-1)?.[1] ?? first;
   result.played = last - first;
@@ -138,6 +162,8 @@ try {
   result.errors.push(...errs.errors);
   if (args.screenshot) await page.screenshot({ path: args.screenshot });
   result.ok = result.fatal.length === 0;
+  // The tail is enough to see a stall, and keeps a printed result readable.
+  result.requests = result.requests.slice(-120);
 } catch (e) {
   result.fatal.push(String(e && e.message ? e.message : e));
 } finally {

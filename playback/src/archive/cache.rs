@@ -34,6 +34,9 @@ struct Entry {
     fragment: ArchivedFragment,
     cost: Cost,
     used: u64,
+    /// The answer of [`Archive::previous`] for it, once asked: segment
+    /// rebuilds ask on every request.
+    previous: Option<Option<FragmentSummary>>,
 }
 
 /// What an entry holds: heap bytes, file-backed bytes.
@@ -123,6 +126,7 @@ impl CachedArchive {
                 fragment: fragment.clone(),
                 cost,
                 used,
+                previous: None,
             },
         ) {
             l.held.heap -= old.cost.heap;
@@ -170,6 +174,28 @@ impl Archive for CachedArchive {
             self.insert(stream, &f);
         }
         Ok(f)
+    }
+
+    fn previous(
+        &self,
+        stream: &str,
+        fragment: &FragmentSummary,
+        within: std::time::Duration,
+    ) -> Result<Option<FragmentSummary>, ArchiveError> {
+        let key = (stream.to_owned(), fragment.id);
+        let known = {
+            let l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
+            l.entries.get(&key).and_then(|e| e.previous)
+        };
+        if let Some(p) = known {
+            return Ok(p);
+        }
+        let p = self.inner.previous(stream, fragment, within)?;
+        let mut l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = l.entries.get_mut(&key) {
+            e.previous = Some(p);
+        }
+        Ok(p)
     }
 
     fn follow(&self, stream: &str) -> Result<Box<dyn LiveFeed>, ArchiveError> {
@@ -255,5 +281,19 @@ mod tests {
         c.read_fragment("s", ids[1]).unwrap();
         c.read_fragment("s", ids[0]).unwrap();
         assert_eq!(c.hit_counts(), (2, 4), "the third evicted the first");
+    }
+
+    #[test]
+    fn the_previous_fragment_is_asked_of_the_archive_once_per_cached_fragment() {
+        let (mem, ids) = archive_with(3, 10);
+        let c = CachedArchive::new(Arc::new(mem.clone()), 1 << 20);
+        let third = c.read_fragment("s", ids[2]).unwrap().summary;
+        let within = std::time::Duration::from_secs(2);
+        assert_eq!(c.previous("s", &third, within).unwrap().map(|p| p.id), Some(ids[1]));
+        // Cached: a deletion since does not change the answer, as it does
+        // not change the parts already served.
+        mem.delete_fragment("s", ids[1]);
+        assert_eq!(c.previous("s", &third, within).unwrap().map(|p| p.id), Some(ids[1]));
+        assert_eq!(mem.previous("s", &third, within).unwrap().map(|p| p.id), Some(ids[0]), "uncached, it does");
     }
 }

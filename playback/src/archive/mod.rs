@@ -116,6 +116,23 @@ pub trait Archive: Send + Sync + 'static {
     /// One complete fragment with its frames.
     fn read_fragment(&self, stream: &str, id: u64) -> Result<ArchivedFragment, ArchiveError>;
 
+    /// The complete fragment of `stream` just before `fragment` (the
+    /// highest id below its own) that ends less than `within` before it
+    /// starts, if any.
+    fn previous(
+        &self,
+        stream: &str,
+        fragment: &FragmentSummary,
+        within: Duration,
+    ) -> Result<Option<FragmentSummary>, ArchiveError> {
+        let from = fragment
+            .start
+            .checked_sub(within)
+            .unwrap_or(Timestamp::EPOCH);
+        let before = self.fragments(stream, from, fragment.start)?;
+        Ok(before.into_iter().filter(|f| f.id < fragment.id).max_by_key(|f| f.id))
+    }
+
     /// A feed from the fragment being written now (from its first frame),
     /// then everything after it.
     fn follow(&self, stream: &str) -> Result<Box<dyn LiveFeed>, ArchiveError>;

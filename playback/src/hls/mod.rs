@@ -165,9 +165,10 @@ async fn rendered(
 ) -> Result<segments::Segment, Reply> {
     let name = stream.to_owned();
     let made = blocking(move || {
-        archive
-            .read_fragment(&name, id)
-            .map(|f| segments::render_fragment(&f, part_target))
+        archive.read_fragment(&name, id).map(|f| {
+            let expected = segments::expected_length_in(archive.as_ref(), &name, &f.summary);
+            segments::render_fragment(&f, part_target, expected)
+        })
     })
     .await?;
     match made {
