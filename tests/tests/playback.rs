@@ -150,6 +150,9 @@ fn watch_live_hls() -> serde_json::Value {
         &["--player", "hls", "--url", "/hls/cam/live.m3u8", "--seconds", "20"],
         |r| r["played"].as_f64().unwrap_or(0.0) >= 18.0,
     );
+    let (status, playlist) = http_get(port, "/hls/cam/live.m3u8").expect("live playlist");
+    assert_eq!(status, 200, "{playlist}");
+    assert_segments_end_in_whole_parts(&playlist);
     let latency = r["latency"].as_f64().unwrap_or(f64::NAN);
     let behind_edge = r["player_latency"].as_f64().unwrap_or(f64::NAN);
     println!(
@@ -158,6 +161,39 @@ fn watch_live_hls() -> serde_json::Value {
         r["played"].as_f64().unwrap_or(0.0)
     );
     r
+}
+
+/// Every complete segment of a live playlist ends in a part of at least
+/// 0.25 s, and no part is longer than the part target: hls.js skips a
+/// shorter last part and stalls over the hole (see segments.rs).
+fn assert_segments_end_in_whole_parts(playlist: &str) {
+    let target: f64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+        .and_then(|v| v.parse().ok())
+        .expect("PART-TARGET");
+    let mut parts: Vec<f64> = Vec::new();
+    let mut checked = 0;
+    for line in playlist.lines() {
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+            let d: f64 = rest.split(',').next().unwrap().parse().unwrap();
+            assert!(
+                d <= target + 1e-6,
+                "a part of {d} s, over the target {target}:\n{playlist}"
+            );
+            parts.push(d);
+        } else if line.starts_with("#EXTINF:") {
+            if let Some(&last) = parts.last() {
+                assert!(last >= 0.25, "a segment ends in a part of {last} s:\n{playlist}");
+                checked += 1;
+            }
+            parts.clear();
+        }
+    }
+    assert!(
+        checked >= 2,
+        "too few complete segments with parts to check:\n{playlist}"
+    );
 }
 
 /// At least 18 s of 20 in hls.js, at the configured size, with no fatal

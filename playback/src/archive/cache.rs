@@ -294,6 +294,10 @@ mod tests {
         // not change the parts already served.
         mem.delete_fragment("s", ids[1]);
         assert_eq!(c.previous("s", &third, within).unwrap().map(|p| p.id), Some(ids[1]));
-        assert_eq!(mem.previous("s", &third, within).unwrap().map(|p| p.id), Some(ids[0]), "uncached, it does");
+        assert_eq!(
+            mem.previous("s", &third, within).unwrap().map(|p| p.id),
+            Some(ids[0]),
+            "uncached, it does"
+        );
     }
 }

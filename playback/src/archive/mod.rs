@@ -125,10 +125,7 @@ pub trait Archive: Send + Sync + 'static {
         fragment: &FragmentSummary,
         within: Duration,
     ) -> Result<Option<FragmentSummary>, ArchiveError> {
-        let from = fragment
-            .start
-            .checked_sub(within)
-            .unwrap_or(Timestamp::EPOCH);
+        let from = fragment.start.checked_sub(within).unwrap_or(Timestamp::EPOCH);
         let before = self.fragments(stream, from, fragment.start)?;
         Ok(before.into_iter().filter(|f| f.id < fragment.id).max_by_key(|f| f.id))
     }
