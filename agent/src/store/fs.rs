@@ -2,7 +2,7 @@
 //! trait so tests can make the disk fill up at an exact byte.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +50,11 @@ pub trait FileLayer: Send + Sync + std::fmt::Debug {
 pub trait AppendFile: Send + std::fmt::Debug {
     /// Append all of `buf` (a failure may leave part of it written).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Append all of `bufs`, in order (a failure may leave a prefix
+    /// written). The real file does it with `writev`.
+    fn append_all(&mut self, bufs: &[Bytes]) -> io::Result<()> {
+        bufs.iter().try_for_each(|b| self.write_all(b))
+    }
     /// Overwrite bytes already written (the record header); the append
     /// position does not move.
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
@@ -69,6 +74,20 @@ struct RealFile(File);
 impl AppendFile for RealFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
+    }
+    fn append_all(&mut self, bufs: &[Bytes]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, 0);
+        while !rest.is_empty() {
+            match self.0.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
