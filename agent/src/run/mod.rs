@@ -139,12 +139,13 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
 
     runtime.block_on(async {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
+        let server = tokio::spawn(http::serve(listener, state.clone(), shutdown_rx));
         let retention = {
             let store = store.clone();
             let mut rx = shutdown_tx.subscribe();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(RETENTION_EVERY);
+                let mut deleted = store.stats().deleted_fragments.total();
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
@@ -156,6 +157,14 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => warn!(error = %e, "retention failed"),
                         Err(e) => warn!(error = %e, "retention task failed"),
+                    }
+                    // Playback's cache maps segment files: a deleted file
+                    // it still maps keeps its disk space. Deletions here or
+                    // in the writer (disk full, size cap) let it go.
+                    let now = state.store.stats().deleted_fragments.total();
+                    if now != deleted {
+                        deleted = now;
+                        state.playback.forget_cached_fragments();
                     }
                 }
             })

@@ -6,7 +6,9 @@
 //! are immutable once complete, so the frames read once serve every later
 //! request until they are evicted (least recently used first, by bytes).
 //! A fragment deleted by retention can still be served from here until it
-//! is evicted; playlists, built from the index, no longer name it.
+//! is evicted or the cache is cleared ([`CachedArchive::clear`]: the agent
+//! does so after any deletion, since a mapped file keeps its disk space);
+//! playlists, built from the index, no longer name it.
 //!
 //! The budget counts heap. Frames that map the segment file
 //! ([`crate::mapped`], what the store gives) are the kernel's page cache,
@@ -77,6 +79,13 @@ impl CachedArchive {
     pub fn hit_counts(&self) -> (u64, u64) {
         let l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
         (l.hits, l.misses)
+    }
+
+    /// Forget every entry (their mappings and open files go with them).
+    pub fn clear(&self) {
+        let mut l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
+        l.entries.clear();
+        l.held = Cost::default();
     }
 
     fn lookup(&self, stream: &str, id: u64) -> Option<ArchivedFragment> {
@@ -242,6 +251,9 @@ mod tests {
         );
         // Stream boundaries hold in the cache too.
         assert!(c.read_fragment("other", ids[2]).is_err());
+        // Cleared, the deletion shows.
+        c.clear();
+        assert!(c.read_fragment("s", ids[0]).is_err());
     }
 
     #[test]

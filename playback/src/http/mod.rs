@@ -25,6 +25,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::archive::cache::CachedArchive;
 use crate::archive::Archive;
 use crate::live::LiveHub;
 use reply::Reply;
@@ -107,21 +108,34 @@ pub struct Playback {
     pub(crate) archive: Arc<dyn Archive>,
     pub(crate) options: PlaybackOptions,
     pub(crate) live: LiveHub,
+    cache: Option<Arc<CachedArchive>>,
 }
 
 impl Playback {
     /// Routes over `archive`.
     pub fn new(archive: Arc<dyn Archive>, options: PlaybackOptions) -> Self {
-        let archive: Arc<dyn Archive> = if options.fragment_cache_bytes > 0 {
-            Arc::new(crate::archive::cache::CachedArchive::new(
-                archive,
-                options.fragment_cache_bytes,
-            ))
-        } else {
-            archive
+        let cache = (options.fragment_cache_bytes > 0)
+            .then(|| Arc::new(CachedArchive::new(archive.clone(), options.fragment_cache_bytes)));
+        let archive: Arc<dyn Archive> = match &cache {
+            Some(c) => c.clone(),
+            None => archive,
         };
         let live = LiveHub::new(archive.clone(), options.part_target, options.live_idle);
-        Playback { archive, options, live }
+        Playback {
+            archive,
+            options,
+            live,
+            cache,
+        }
+    }
+
+    /// Drop every fragment read back and cached. Cached payloads map their
+    /// segment files, so a file deleted since keeps its disk space until
+    /// they go: call this after retention deletes.
+    pub fn forget_cached_fragments(&self) {
+        if let Some(c) = &self.cache {
+            c.clear();
+        }
     }
 
     /// The archive served.
