@@ -287,3 +287,50 @@ fn disk_full_on_a_small_filesystem_denies_then_resumes_and_corrupts_nothing() {
     agent.child.wait().unwrap();
     verify(&config);
 }
+
+/// Playback maps the segment files it serves; once retention deletes one,
+/// the agent must let go of it, or the deleted file keeps its disk space.
+#[test]
+fn served_segments_deleted_by_retention_stop_being_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let port = free_tcp_port();
+    let config = write_config(
+        dir.path(),
+        &store,
+        port,
+        "max_size_mb = 1\non_full = \"DELETE_OLDEST_MEDIA\"",
+    );
+    let agent = start(&config, port);
+    wait_for("two fragments", Duration::from_secs(60), || fragments(port) >= 2);
+    // Serve the oldest segment: it is read back, mapped and cached.
+    let (status, playlist) = http_get(port, "/hls/cam/vod.m3u8").unwrap();
+    assert_eq!(status, 200, "{playlist}");
+    let first = playlist
+        .lines()
+        .find(|l| l.starts_with("seg/"))
+        .unwrap_or_else(|| panic!("no segment in\n{playlist}"));
+    let (status, _) = http_get(port, &format!("/hls/cam/{first}")).unwrap();
+    assert_eq!(status, 200);
+    let maps = format!("/proc/{}/maps", agent.child.id());
+    let store_dir = store.canonicalize().unwrap().to_string_lossy().into_owned();
+    let mapped = || {
+        std::fs::read_to_string(&maps)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&store_dir))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(!mapped().is_empty(), "the served segment is not mapped");
+    wait_for("a deletion by size", Duration::from_secs(60), || {
+        streams(port)["store"]["deleted_fragments"]["max_size"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    });
+    // Retention runs every 10 s and clears the cache after a deletion.
+    wait_for("deleted segment files to be unmapped", Duration::from_secs(30), || {
+        mapped().iter().all(|l| !l.ends_with("(deleted)"))
+    });
+}
