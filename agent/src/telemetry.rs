@@ -45,7 +45,6 @@ pub fn render(handle: &PrometheusHandle, store: &Store, recorders: &[RecorderSta
     counter!("edge_agent_store_fsync_total").absolute(s.fsync.count);
     gauge!("edge_agent_store_fsync_seconds_sum").set(s.fsync.total.as_secs_f64());
     gauge!("edge_agent_store_fsync_seconds_max").set(s.fsync.max.as_secs_f64());
-    counter!("edge_agent_http_sendfile_bytes_total").absolute(playback::http::sendfile::sendfile_bytes());
 
     if let Ok(streams) = store.streams() {
         for st in streams {

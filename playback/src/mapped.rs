@@ -1,13 +1,11 @@
 //! File-backed `Bytes`: a range of a stored file mapped read-only, and
-//! remembered, so that the HTTP connection ([`crate::http::sendfile`]) can
-//! recognise the bytes when hyper hands them over and send them with
-//! `sendfile(2)` from the page cache instead of copying them through user
-//! space.
+//! remembered, so that the fragment cache can tell the page cache's bytes
+//! from its own heap ([`is_mapped`]).
 //!
-//! The mapping is real: every other reader of the `Bytes` (clip builders,
-//! gzip, tests) sees the file's bytes. Only the send path treats them
-//! specially, and a send that cannot use `sendfile` falls back to an
-//! ordinary write of the same memory.
+//! Stored fragments read back for playback are mapped rather than copied:
+//! the frames are slices of the mapping, a cached fragment costs no heap for
+//! its payload, and a segment goes out with `writev` straight from the
+//! mapping, one copy into the socket.
 //!
 //! Two rules keep mappings safe. A range is mapped only after the file was
 //! seen to be long enough, and the store never shortens a file below a
@@ -25,7 +23,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use bytes::Bytes;
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
-/// A file range some `Bytes` map: what `sendfile` needs to send them.
+/// The file range some `Bytes` map.
 #[derive(Clone, Debug)]
 pub struct FileSpan {
     /// The open file (kept open while any `Bytes` of the mapping lives).

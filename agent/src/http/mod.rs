@@ -18,12 +18,12 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use playback::http::sendfile::SendfileStream;
 use playback::http::Playback;
 
 use crate::run::recorder::RecorderStatus;
@@ -76,11 +76,12 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: wa
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, state.clone(), peer));
-            // writev: body chunks reach the connection as they are, so
-            // stored segments go out with sendfile (playback::http::sendfile).
+            // writev: a segment's frames (one multi-chunk body frame, see
+            // playback's BodyChunks) go out in writes of 64 slices, never
+            // flattened into a copy.
             let conn = http1::Builder::new()
                 .writev(true)
-                .serve_connection(SendfileStream::new(stream), svc);
+                .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -21,8 +21,8 @@ pub trait FileLayer: Send + Sync + std::fmt::Debug {
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Exactly `len` bytes at `offset` as shared `Bytes`, with their CRC-32.
     ///
-    /// The real file system maps the range (see `playback::mapped`: served
-    /// segments then go out with sendfile) after reading it once with
+    /// The real file system maps the range (see `playback::mapped`: a
+    /// cached fragment then costs no heap) after reading it once with
     /// `pread` for the CRC, so a failing disk is an error here and not a
     /// fault when the mapping is touched. The default reads into memory.
     fn read_shared(&self, path: &Path, offset: u64, len: usize) -> io::Result<(Bytes, u32)> {
@@ -143,7 +143,7 @@ impl FileLayer for RealFs {
             ));
         }
         // Small reads into one reused buffer: the CRC pass costs no heap
-        // beyond it, and leaves the range in the page cache for sendfile.
+        // beyond it, and leaves the range in the page cache for the mapping.
         let mut buf = vec![0u8; len.min(CRC_CHUNK)];
         let mut crc = crc32fast::Hasher::new();
         let mut done = 0;

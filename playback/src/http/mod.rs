@@ -11,7 +11,6 @@
 
 pub mod query;
 pub mod reply;
-pub mod sendfile;
 pub(crate) mod serve;
 
 #[cfg(test)]

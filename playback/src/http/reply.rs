@@ -197,8 +197,8 @@ fn gzip(chunks: &[Bytes]) -> Option<Bytes> {
 /// as one frame per `Bytes` (a frame per video or audio sample) went out in
 /// a `writev` per 16 samples. As one `Buf` whose `chunks_vectored` fills
 /// every slice it is given, the same segment goes out in `writev`s of up
-/// to 64 slices, and the connection ([`super::sendfile`]) still sees each
-/// payload where it lies.
+/// to 64 slices, each payload copied once, from where it lies (a mapping
+/// of the segment file) into the socket.
 #[derive(Debug, Default)]
 pub struct BodyChunks {
     chunks: VecDeque<Bytes>,
