@@ -18,32 +18,15 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{LazyLock, RwLock};
 
 use bytes::Bytes;
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
-/// The file range some `Bytes` map.
-#[derive(Clone, Debug)]
-pub struct FileSpan {
-    /// The open file (kept open while any `Bytes` of the mapping lives).
-    pub file: Arc<File>,
-    /// Where the span starts in the file.
-    pub offset: u64,
-    /// Its length.
-    pub len: usize,
-}
-
-struct Region {
-    end: usize,
-    file: Arc<File>,
-    /// The file offset of the region's first byte.
-    offset: u64,
-}
-
-/// Live mappings by start address: few (one per cached fragment), looked up
-/// once per contiguous run of a response.
-static REGIONS: LazyLock<RwLock<BTreeMap<usize, Region>>> = LazyLock::new(Default::default);
+/// Live mappings: start address → end address. Few (one per fragment read
+/// back and still referenced); asked once per frame when a fragment is
+/// cached.
+static REGIONS: LazyLock<RwLock<BTreeMap<usize, usize>>> = LazyLock::new(Default::default);
 
 struct Mapping {
     /// The page-aligned address and length given to mmap.
@@ -73,17 +56,18 @@ impl Drop for Mapping {
         // SAFETY: base/map_len are exactly what mmap returned; no `Bytes`
         // of this mapping is alive any more (we are its owner's drop).
         if let Err(e) = unsafe { munmap(self.base, self.map_len) } {
-            tracing::warn!(error = %e, "munmap of a served file range failed");
+            tracing::warn!(error = %e, "munmap of a stored file range failed");
         }
     }
 }
 
-/// Map `len` bytes of `file` at `offset` read-only.
+/// Map `len` bytes of `file` at `offset` read-only. The file may be closed
+/// afterwards; the mapping keeps what it needs.
 ///
 /// The caller guarantees the file is at least `offset + len` long and will
 /// not be shortened below that while the `Bytes` live (see the module docs).
 /// An empty range gives empty `Bytes`.
-pub fn map(file: Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
+pub fn map(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     if len == 0 {
         return Ok(Bytes::new());
     }
@@ -99,19 +83,15 @@ pub fn map(file: Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
             map_len,
             ProtFlags::READ,
             MapFlags::SHARED,
-            &*file,
+            file,
             aligned,
         )
     }?;
     let start = base as usize + lead;
-    REGIONS.write().unwrap_or_else(|e| e.into_inner()).insert(
-        start,
-        Region {
-            end: start + len,
-            file,
-            offset,
-        },
-    );
+    REGIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(start, start + len);
     Ok(Bytes::from_owner(Mapping {
         base,
         map_len,
@@ -120,24 +100,17 @@ pub fn map(file: Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
     }))
 }
 
-/// The file span behind `bytes`, if they lie inside a live mapping.
-pub fn span_of(bytes: &[u8]) -> Option<FileSpan> {
-    let addr = bytes.as_ptr() as usize;
-    if bytes.is_empty() {
-        return None;
-    }
-    let regions = REGIONS.read().unwrap_or_else(|e| e.into_inner());
-    let (&start, region) = regions.range(..=addr).next_back()?;
-    (addr + bytes.len() <= region.end).then(|| FileSpan {
-        file: region.file.clone(),
-        offset: region.offset + (addr - start) as u64,
-        len: bytes.len(),
-    })
-}
-
-/// Whether `bytes` are file-backed (cost no heap).
+/// Whether `bytes` lie inside a live mapping (cost no heap).
 pub fn is_mapped(bytes: &[u8]) -> bool {
-    span_of(bytes).is_some()
+    if bytes.is_empty() {
+        return false;
+    }
+    let addr = bytes.as_ptr() as usize;
+    let regions = REGIONS.read().unwrap_or_else(|e| e.into_inner());
+    regions
+        .range(..=addr)
+        .next_back()
+        .is_some_and(|(_, &end)| addr + bytes.len() <= end)
 }
 
 #[cfg(test)]
@@ -146,27 +119,27 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_mapped_range_reads_as_the_file_and_names_its_span_until_dropped() {
+    fn a_mapped_range_reads_as_the_file_and_is_known_until_dropped() {
         let mut f = tempfile::tempfile().unwrap();
         let content: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         f.write_all(&content).unwrap();
-        let file = Arc::new(f);
         // An offset off the page grid, to exercise the alignment.
-        let b = map(file.clone(), 5_000, 10_000).unwrap();
-        assert_eq!(&b[..], &content[5_000..15_000]);
+        let b = map(&f, 5_000, 10_000).unwrap();
+        drop(f);
+        assert_eq!(&b[..], &content[5_000..15_000], "the file may close; the mapping stays");
         let part = b.slice(1_000..3_000);
-        let span = span_of(&part).expect("a slice of a mapping is file-backed");
-        assert_eq!((span.offset, span.len), (6_000, 2_000));
-        drop(span);
-        assert!(span_of(&content[..10]).is_none(), "heap bytes are not");
+        assert!(is_mapped(&part));
+        assert!(!is_mapped(&content[..10]), "heap bytes are not");
+        let (addr, len) = (b.as_ptr() as usize, b.len());
         drop(b);
         assert!(is_mapped(&part), "a slice keeps the mapping alive");
         drop(part);
-        assert_eq!(
-            Arc::strong_count(&file),
-            1,
+        let regions = REGIONS.read().unwrap();
+        assert!(
+            !regions.contains_key(&addr) || regions[&addr] != addr + len,
             "the region is forgotten once the last Bytes goes"
         );
-        assert!(map(file, 0, 0).unwrap().is_empty());
+        drop(regions);
+        assert!(map(&tempfile::tempfile().unwrap(), 0, 0).unwrap().is_empty());
     }
 }

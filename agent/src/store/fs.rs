@@ -1,13 +1,11 @@
 //! The store's file layer: the few file operations segments need, behind a
 //! trait so tests can make the disk fill up at an exact byte.
 
+use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use bytes::Bytes;
 
 /// The read size of the CRC pass over a mapped range.
 const CRC_CHUNK: usize = 128 * 1024;
@@ -153,7 +151,7 @@ impl FileLayer for RealFs {
             crc.update(&buf[..n]);
             done += n;
         }
-        let bytes = playback::mapped::map(Arc::new(file), offset, len)?;
+        let bytes = playback::mapped::map(&file, offset, len)?;
         Ok((bytes, crc.finalize()))
     }
 

@@ -18,12 +18,13 @@
 //! the file never holds bytes past its last committed record for long (and
 //! recovery cuts any that a crash leaves).
 
-use bytes::Bytes;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use fragmenter::fragment::FragmentSummary;
 use fragmenter::{FragmentEvent, Frame, Timestamp, Track};
@@ -404,12 +405,12 @@ impl StreamWriter {
         self.pending_len += data.len();
         self.pending.push(data);
         if self.pending_len >= BUF_CAP {
-            self.flush_buf()?;
+            self.flush_pending()?;
         }
         Ok(())
     }
 
-    fn flush_buf(&mut self) -> io::Result<()> {
+    fn flush_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -484,7 +485,7 @@ impl StreamWriter {
         tail.extend_from_slice(&meta);
         tail.extend_from_slice(&trailer.encode());
         self.append(Bytes::from(tail))?;
-        self.flush_buf()?;
+        self.flush_pending()?;
         let inner = &self.store.inner;
         let seg = self.seg.as_mut().expect("a fragment is open");
         seg.file

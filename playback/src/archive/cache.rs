@@ -15,8 +15,8 @@
 //! not heap: they count against a second, larger cap, [`MAPPED_PER_BUDGET`]
 //! times the budget, because their pages, once sent, stay mapped and show
 //! in the process's RSS (as file pages the kernel can reclaim) while the
-//! entry lives. Each entry also holds a mapping and an open file, so
-//! entries are capped at [`MAX_ENTRIES`].
+//! entry lives. Each entry also holds a mapping, so entries are capped at
+//! [`MAX_ENTRIES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use fragmenter::Timestamp;
 use super::{Archive, ArchiveError, ArchivedFragment, FragmentSummary, LiveFeed, StreamSummary};
 use crate::mapped;
 
-/// At most this many fragments are cached (mappings and open files).
+/// At most this many fragments are cached (each holds a mapping).
 pub const MAX_ENTRIES: usize = 256;
 /// File-backed payload bytes may reach this many times the heap budget
 /// (64 MB for the default 8 MB).
@@ -81,7 +81,7 @@ impl CachedArchive {
         (l.hits, l.misses)
     }
 
-    /// Forget every entry (their mappings and open files go with them).
+    /// Forget every entry (their mappings go with them).
     pub fn clear(&self) {
         let mut l = self.lru.lock().unwrap_or_else(|e| e.into_inner());
         l.entries.clear();
@@ -271,13 +271,13 @@ mod tests {
         use std::io::Write;
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[7u8; 64 * 1024]).unwrap();
-        let file = Arc::new(f);
+        let file = f;
         let mem = MemoryArchive::new();
         mem.add_stream("s", &[track()]);
         let ids: Vec<u64> = (0..3)
             .map(|i| {
                 let mut frame = frame_of(i * 10, 0);
-                frame.data = mapped::map(file.clone(), 0, 20 * 1024).unwrap();
+                frame.data = mapped::map(&file, 0, 20 * 1024).unwrap();
                 mem.add_fragment("s", vec![frame]).id
             })
             .collect();
