@@ -18,6 +18,9 @@ use fragmenter::sink::Chunks;
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 
 use crate::archive::{Archive, ArchivedFragment, FragmentSummary};
+// Across a gap (a discontinuity in the playlists) a fragment predicts
+// nothing of the next.
+use crate::live::GAP;
 
 /// Decode time zero of every track of every stream: the Unix epoch.
 ///
@@ -259,9 +262,6 @@ fn grid(part_target: Duration, expected: Option<Duration>) -> Option<(Duration, 
     Some((step, u32::try_from(lines).ok()?))
 }
 
-/// Fragments further apart than this do not predict each other's length.
-const MAX_GAP: Duration = Duration::from_secs(1);
-
 /// The length a segment starting at `start` is expected to have: that of
 /// the fragment before it, `previous`, when it runs into this one (GOPs
 /// repeat), measured start to start — key frame to key frame, where its
@@ -270,7 +270,7 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 /// into the same parts.
 pub fn expected_length(previous: Option<&FragmentSummary>, start: Timestamp) -> Option<Duration> {
     let p = previous?;
-    (p.start < start && start.saturating_since(p.end) <= MAX_GAP).then(|| start - p.start)
+    (p.start < start && start.saturating_since(p.end) <= GAP).then(|| start - p.start)
 }
 
 /// [`expected_length`] for an archived fragment, with its predecessor
@@ -278,7 +278,7 @@ pub fn expected_length(previous: Option<&FragmentSummary>, start: Timestamp) -> 
 pub fn expected_length_in(archive: &dyn Archive, stream: &str, fragment: &FragmentSummary) -> Option<Duration> {
     // Wider than the gap allowed, so the edge case is decided here as
     // for live, not by the query's window.
-    let previous = archive.previous(stream, fragment, MAX_GAP * 2).ok()?;
+    let previous = archive.previous(stream, fragment, GAP * 2).ok()?;
     expected_length(previous.as_ref(), fragment.start)
 }
 
