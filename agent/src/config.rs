@@ -150,6 +150,19 @@ pub struct StreamSection {
     /// Upload to KVS; absent = local only.
     #[serde(default)]
     pub upload: Option<UploadSection>,
+    /// Where a WebRTC viewer's microphone is played: `none`, `auto` (the
+    /// default sound output), `alsa:DEVICE`, `pulse`, `file:PATH.wav`, or
+    /// `pipeline:GST-DESCRIPTION` (a sink taking raw audio).
+    #[serde(default = "default_talkback")]
+    pub talkback: String,
+    /// Also record the viewer's microphone into the store, as stream
+    /// `{name}.talkback` (one Opus track).
+    #[serde(default)]
+    pub talkback_record: bool,
+}
+
+fn default_talkback() -> String {
+    "none".into()
 }
 
 fn default_test() -> String {
@@ -201,6 +214,49 @@ pub struct IngestSection {
     pub enabled: bool,
 }
 
+/// `[[webrtc.ice_servers]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceServerSection {
+    /// `stun:HOST:PORT` or `turn:HOST:PORT[?transport=udp|tcp]` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: String,
+    /// TURN password.
+    pub credential: String,
+}
+
+/// `[webrtc]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcSection {
+    /// Serve WHEP viewers on `POST /whep/{stream}`.
+    pub enabled: bool,
+    /// Local `IP:PORT`s for ICE host candidates (port 0: any free port).
+    /// Empty: the `http.listen` address (a wildcard there means every
+    /// non-loopback interface).
+    pub udp: Vec<String>,
+    /// STUN/TURN servers.
+    pub ice_servers: Vec<IceServerSection>,
+    /// Viewers at once, all streams together.
+    pub max_viewers: u32,
+    /// A viewer that stops answering consent checks is dropped after
+    /// twice this.
+    pub disconnect_seconds: u32,
+}
+
+impl Default for WebRtcSection {
+    fn default() -> Self {
+        WebRtcSection {
+            enabled: true,
+            udp: Vec::new(),
+            ice_servers: Vec::new(),
+            max_viewers: 16,
+            disconnect_seconds: 3,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -215,6 +271,8 @@ pub struct Config {
     pub sensors: Vec<SensorSection>,
     /// `[ingest]`.
     pub ingest: IngestSection,
+    /// `[webrtc]`.
+    pub webrtc: WebRtcSection,
 }
 
 /// Stream names the store and URLs accept: no path separators, no `..`.
@@ -242,6 +300,8 @@ impl Config {
                 codec: default_codec(),
                 audio_codecs: default_audio_codecs(),
                 upload: None,
+                talkback: default_talkback(),
+                talkback_record: false,
             }],
             ..Config::default()
         }
@@ -374,6 +434,57 @@ impl Config {
             if let Some(u) = &s.upload {
                 check_upload(&f("upload"), u, &mut bad);
             }
+            if let Err(e) = s.talkback.parse::<hardware::talkback::TalkbackSink>() {
+                bad(f("talkback"), format!("{:?}", s.talkback), &e.to_string());
+            }
+        }
+        for (i, a) in self.webrtc.udp.iter().enumerate() {
+            if a.parse::<SocketAddr>().is_err() {
+                bad(
+                    format!("webrtc.udp[{i}]"),
+                    format!("{a:?}"),
+                    "expected IP:PORT, e.g. \"192.168.1.10:0\" or \"0.0.0.0:0\"",
+                );
+            }
+        }
+        for (i, server) in self.webrtc.ice_servers.iter().enumerate() {
+            if server.urls.is_empty() {
+                bad(
+                    format!("webrtc.ice_servers[{i}].urls"),
+                    "[]".into(),
+                    "expected at least one URL",
+                );
+            }
+            for u in &server.urls {
+                let scheme_ok = ["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| u.starts_with(p));
+                if !scheme_ok || u.len() < 8 {
+                    bad(
+                        format!("webrtc.ice_servers[{i}].urls"),
+                        format!("{u:?}"),
+                        "expected stun:HOST:PORT or turn:HOST:PORT",
+                    );
+                } else if u.starts_with("turn") && (server.username.is_empty() || server.credential.is_empty()) {
+                    bad(
+                        format!("webrtc.ice_servers[{i}].username"),
+                        format!("{:?}", server.username),
+                        "a TURN server needs username and credential",
+                    );
+                }
+            }
+        }
+        if !(1..=1000).contains(&self.webrtc.max_viewers) {
+            bad(
+                "webrtc.max_viewers".into(),
+                self.webrtc.max_viewers.to_string(),
+                "expected 1 to 1000",
+            );
+        }
+        if !(1..=60).contains(&self.webrtc.disconnect_seconds) {
+            bad(
+                "webrtc.disconnect_seconds".into(),
+                self.webrtc.disconnect_seconds.to_string(),
+                "expected 1 to 60",
+            );
         }
         for (i, s) in self.sensors.iter().enumerate() {
             let f = |k: &str| format!("sensors[{i}].{k}");

@@ -127,6 +127,16 @@ impl Source {
         }
     }
 
+    /// A handle that asks the encoder for key frames from another thread
+    /// (WebRTC viewers), when the source has an encoder to ask.
+    pub fn key_frame_requester(&self) -> Option<hardware::KeyFrameRequester> {
+        match self {
+            Source::Video(c) => Some(c.key_frame_requester()),
+            Source::Supervised(c) => Some(c.key_frame_requester()),
+            Source::Sensor(_) => None,
+        }
+    }
+
     /// Ask the encoder for a key frame (when the fragmenter is waiting for
     /// one); a no-op for sources that cannot.
     pub fn request_key_frame(&self) {

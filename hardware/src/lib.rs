@@ -59,6 +59,7 @@ pub mod probe;
 pub mod sensor;
 mod source;
 mod supervisor;
+pub mod talkback;
 mod timestamps;
 mod tracks;
 

@@ -18,3 +18,4 @@ pub mod segments;
 mod test_media;
 pub mod time;
 pub mod web;
+pub mod webrtc;

@@ -39,6 +39,8 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
     /// HLS, DASH, clips and the web UI over the store.
     pub playback: Playback,
+    /// The WebRTC peer (WHEP), unless `[webrtc] enabled = false`.
+    pub whep: Option<Arc<playback::webrtc::Whep>>,
 }
 
 impl AppState {
@@ -90,6 +92,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: wa
 }
 
 async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+    // WHEP reads the request body (the offer); playback's routes only look
+    // at the request line.
+    let req = match &state.whep {
+        Some(whep) => match whep.handle(req).await {
+            Ok(response) => return Ok(response),
+            Err(req) => req,
+        },
+        None => req,
+    };
+    if req.uri().path().starts_with("/whep/") {
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "WebRTC is off on this agent ([webrtc] enabled = false)",
+        ));
+    }
     if let Some(response) = state.playback.handle(&req).await {
         return Ok(response);
     }

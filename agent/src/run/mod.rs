@@ -2,8 +2,11 @@
 //! store, retention enforced, and the HTTP surface served, until SIGINT or
 //! SIGTERM closes the open fragments and flushes.
 
+pub mod live;
 pub mod recorder;
+pub mod talkback;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use hardware::sensor::SensorUri;
 use hardware::{AudioSource, CaptureOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -20,7 +24,10 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::source::SourceSpec;
 use crate::store::{OnFull, Store, StoreConfig, SystemClock};
+use playback::webrtc::feed::{FeedKind, Feeds};
+use playback::webrtc::Whep;
 use recorder::{Recorder, RecorderSpec};
+use talkback::{Talkback, TalkbackConfig};
 
 /// How often retention runs (it also runs as the store sees fit on writes).
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
@@ -47,7 +54,36 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     })
 }
 
-fn recorder_specs(config: &Config) -> Result<Vec<RecorderSpec>> {
+/// The WebRTC peer's settings from `[webrtc]` (and `http.listen` for the
+/// default candidate address).
+pub fn webrtc_options(config: &Config, listen: SocketAddr) -> Result<playback::webrtc::WebRtcOptions> {
+    let w = &config.webrtc;
+    let udp = if w.udp.is_empty() {
+        vec![SocketAddr::new(listen.ip(), 0)]
+    } else {
+        w.udp
+            .iter()
+            .map(|a| a.parse().with_context(|| format!("webrtc.udp: {a:?}")))
+            .collect::<Result<_>>()?
+    };
+    Ok(playback::webrtc::WebRtcOptions {
+        udp,
+        ice_servers: w
+            .ice_servers
+            .iter()
+            .map(|s| playback::webrtc::IceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect(),
+        max_viewers: w.max_viewers as usize,
+        disconnect: Duration::from_secs(w.disconnect_seconds.into()),
+        ..playback::webrtc::WebRtcOptions::default()
+    })
+}
+
+fn recorder_specs(config: &Config, feeds: Option<&Feeds>) -> Result<Vec<RecorderSpec>> {
     let mut specs = Vec::new();
     for s in &config.streams {
         let source = SourceSpec::parse(&s.video).with_context(|| format!("stream {}: video", s.name))?;
@@ -77,16 +113,23 @@ fn recorder_specs(config: &Config) -> Result<Vec<RecorderSpec>> {
             },
             fragment: Duration::from_secs(s.fragment_seconds.into()),
             uploads: s.upload.is_some(),
+            feed: feeds.map(|f| f.add(&s.name, FeedKind::Media)),
         });
     }
     for s in &config.sensors {
+        let source = SourceSpec::parse(&s.source).with_context(|| format!("sensor {}: source", s.name))?;
+        let kind = match &source {
+            SourceSpec::Sensor(SensorUri::Mmwave { .. } | SensorUri::Ars408 { .. }) => FeedKind::Radar,
+            _ => FeedKind::Lidar,
+        };
         specs.push(RecorderSpec {
             name: s.name.clone(),
             source_text: s.source.clone(),
-            source: SourceSpec::parse(&s.source).with_context(|| format!("sensor {}: source", s.name))?,
+            source,
             capture: CaptureOptions::default(),
             fragment: Duration::from_secs(s.fragment_seconds.into()),
             uploads: s.upload.is_some(),
+            feed: feeds.map(|f| f.add(&s.name, kind)),
         });
     }
     Ok(specs)
@@ -115,9 +158,34 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         .block_on(TcpListener::bind(listen))
         .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
 
+    let whep = if config.webrtc.enabled {
+        let talkback = config
+            .streams
+            .iter()
+            .map(|s| {
+                let sink = s.talkback.parse().map_err(anyhow::Error::msg);
+                sink.map(|sink| {
+                    (
+                        s.name.clone(),
+                        TalkbackConfig {
+                            sink,
+                            record: s.talkback_record,
+                        },
+                    )
+                })
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        Some(Whep::new(
+            Arc::new(Feeds::new()),
+            webrtc_options(&config, listen)?,
+            Some(Arc::new(Talkback::new(talkback, store.clone()))),
+        ))
+    } else {
+        None
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let mut recorders = Vec::new();
-    for spec in recorder_specs(&config)? {
+    for spec in recorder_specs(&config, whep.as_ref().map(|w| w.feeds().as_ref()))? {
         recorders.push(Recorder::spawn(spec, store.clone(), stop.clone())?);
     }
     let state = Arc::new(AppState {
@@ -125,6 +193,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         recorders: recorders.iter().map(Recorder::status_handle).collect(),
         prometheus,
         playback: playback::http::Playback::new(Arc::new(store.clone()), playback::http::PlaybackOptions::default()),
+        whep: whep.clone(),
     });
     info!(
         streams = config.streams.len(),
@@ -175,6 +244,9 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
             _ = term.recv() => info!("SIGTERM: closing open fragments"),
         }
         let _ = shutdown_tx.send(true);
+        if let Some(w) = &whep {
+            w.close_all();
+        }
         let _ = server.await;
         let _ = retention.await;
     });

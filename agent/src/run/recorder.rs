@@ -37,6 +37,8 @@ pub struct RecorderSpec {
     pub fragment: Duration,
     /// The stream uploads (retention must spare un-uploaded media).
     pub uploads: bool,
+    /// Live frames for WebRTC viewers, when WebRTC is on.
+    pub feed: Option<Arc<playback::webrtc::feed::StreamFeed>>,
 }
 
 /// A recorder as `/api/streams` and `/metrics` show it.
@@ -163,6 +165,10 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     let policy = spec.source.fragment_policy(spec.fragment)?;
     let mut fragmenter = Fragmenter::new(&tracks, policy)?;
     let mut writer = store.open_stream(&spec.name, &tracks, spec.uploads)?;
+    let mut viewers = spec
+        .feed
+        .clone()
+        .map(|feed| super::live::LivePublisher::new(feed, &tracks, source.key_frame_requester()));
     info!(stream = %spec.name, source = %spec.source_text, tracks = tracks.len(), "recording");
     update(status, |s| {
         s.running = true;
@@ -199,6 +205,9 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
         match source.next_frame(Duration::from_millis(200))? {
             Poll::Frame(f) => {
                 last_frame = Instant::now();
+                if let Some(viewers) = viewers.as_mut() {
+                    viewers.publish(&f);
+                }
                 let refused = fragmenter.push(f, &mut events).is_err();
                 if fragmenter.wants_key_frame() && last_key_request.elapsed() >= Duration::from_secs(1) {
                     source.request_key_frame();

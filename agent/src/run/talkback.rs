@@ -1,0 +1,277 @@
+//! Talkback outputs: a WebRTC viewer's microphone played on the stream's
+//! configured sink (`streams[].talkback`) and, with `talkback_record`,
+//! stored as stream `{name}.talkback`.
+//!
+//! One viewer talks at a time per stream: two voices mixed into one
+//! speaker (or two writers of one WAV file) help nobody, and the second
+//! viewer is told so in the agent's log and `/api/streams`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fragmenter::media::{AudioCodec, AudioTrack};
+use fragmenter::{FragmentPolicy, Fragmenter, Frame, Timestamp, Track, TrackId};
+use hardware::talkback::{TalkbackPlayer, TalkbackSink};
+use playback::webrtc::talkback::{TalkbackOutput, TalkbackOutputs};
+use tracing::{info, warn};
+
+use crate::store::Store;
+
+/// Talkback fragments: short, so a conversation is in the store promptly.
+const RECORD_FRAGMENT: Duration = Duration::from_secs(2);
+/// Opus frame length browsers send.
+const OPUS_FRAME: Duration = Duration::from_millis(20);
+
+/// Per stream: where talkback goes.
+#[derive(Clone, Debug)]
+pub struct TalkbackConfig {
+    /// Played here.
+    pub sink: TalkbackSink,
+    /// Also stored as `{stream}.talkback`.
+    pub record: bool,
+}
+
+/// The agent's [`TalkbackOutputs`].
+pub struct Talkback {
+    streams: HashMap<String, TalkbackConfig>,
+    talking: Arc<Mutex<HashSet<String>>>,
+    store: Store,
+}
+
+impl Talkback {
+    /// Outputs for the configured streams.
+    pub fn new(streams: HashMap<String, TalkbackConfig>, store: Store) -> Self {
+        Talkback {
+            streams,
+            talking: Arc::default(),
+            store,
+        }
+    }
+}
+
+impl TalkbackOutputs for Talkback {
+    fn open(&self, stream: &str) -> Result<Box<dyn TalkbackOutput>, String> {
+        let config = self
+            .streams
+            .get(stream)
+            .filter(|c| c.sink != TalkbackSink::None || c.record)
+            .ok_or_else(|| format!("stream {stream:?} has no talkback output (streams[].talkback = \"none\")"))?;
+        if !self
+            .talking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.to_owned())
+        {
+            return Err(format!("another viewer is already talking on stream {stream:?}"));
+        }
+        let release = Release {
+            talking: self.talking.clone(),
+            stream: stream.to_owned(),
+        };
+        let player = match &config.sink {
+            TalkbackSink::None => None,
+            sink => Some(TalkbackPlayer::start(sink).map_err(|e| e.to_string())?),
+        };
+        let recorder = if config.record {
+            Some(Recorder::start(self.store.clone(), format!("{stream}.talkback")).map_err(|e| format!("{e:#}"))?)
+        } else {
+            None
+        };
+        Ok(Box::new(Output {
+            player,
+            recorder,
+            _release: release,
+        }))
+    }
+}
+
+/// Frees the stream for the next talker when the output goes.
+struct Release {
+    talking: Arc<Mutex<HashSet<String>>>,
+    stream: String,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.talking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.stream);
+    }
+}
+
+struct Output {
+    player: Option<TalkbackPlayer>,
+    recorder: Option<Recorder>,
+    _release: Release,
+}
+
+impl TalkbackOutput for Output {
+    fn push_rtp(&mut self, packet: Bytes) {
+        if let Some(p) = self.player.as_mut() {
+            p.push_rtp(&packet);
+        }
+        if let Some(r) = &self.recorder {
+            let _ = r.tx.send(packet);
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // Finishing waits for the sink to drain (a WAV header, the last
+        // fragment): not on the async runtime's threads.
+        if let Some(p) = self.player.take() {
+            std::thread::spawn(move || p.finish());
+        }
+    }
+}
+
+/// Stores talkback RTP as Opus frames, on its own thread (the store's
+/// writes and fsyncs block).
+struct Recorder {
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Recorder {
+    fn start(store: Store, name: String) -> anyhow::Result<Self> {
+        let track = Track::new(
+            TrackId::new(1)?,
+            "talkback",
+            AudioTrack {
+                codec: AudioCodec::Opus { pre_skip: 0 },
+                sample_rate: 48_000,
+                channels: 2,
+            },
+        );
+        let tracks = vec![track];
+        let mut fragmenter = Fragmenter::new(&tracks, FragmentPolicy::new(RECORD_FRAGMENT)?)?;
+        let mut writer = store.open_stream(&name, &tracks, false)?;
+        let (tx, rx) = mpsc::channel::<Bytes>();
+        std::thread::Builder::new().name("talkback-rec".into()).spawn(move || {
+            let mut clock = RtpClock::default();
+            let mut events = Vec::new();
+            let mut frames = 0u64;
+            for packet in rx {
+                let Some((ts, payload)) = opus_payload(&packet) else {
+                    continue;
+                };
+                let frame = Frame {
+                    track: tracks[0].id,
+                    pts: clock.pts(ts),
+                    dts: clock.pts(ts),
+                    duration: OPUS_FRAME,
+                    keyframe: true,
+                    data: payload,
+                };
+                if fragmenter.push(frame, &mut events).is_ok() {
+                    frames += 1;
+                }
+                for ev in events.drain(..) {
+                    if let Err(e) = writer.write(&ev) {
+                        warn!(stream = name, error = %e, "talkback not stored");
+                    }
+                }
+            }
+            fragmenter.finish(&mut events);
+            for ev in events.drain(..) {
+                let _ = writer.write(&ev);
+            }
+            let _ = writer.close();
+            info!(stream = name, frames, "talkback recording closed");
+        })?;
+        Ok(Recorder { tx })
+    }
+}
+
+/// Capture times for talkback frames: the arrival time of the first
+/// packet, then the sender's RTP clock, so network jitter does not make
+/// the stored timestamps wobble (or go backwards).
+#[derive(Default)]
+struct RtpClock {
+    base: Option<(u32, Timestamp)>,
+    last: Option<Timestamp>,
+}
+
+impl RtpClock {
+    fn pts(&mut self, ts: u32) -> Timestamp {
+        let (ts0, t0) = *self.base.get_or_insert((ts, hardware::now()));
+        // Wrapping difference: packets a little out of order come out
+        // slightly before their predecessor and are nudged forward.
+        let ticks = ts.wrapping_sub(ts0) as i32;
+        let ns = i128::from(ticks) * 1_000_000_000 / 48_000;
+        let mut t = Timestamp::from_nanos((i128::from(t0.as_nanos()) + ns).max(0) as u64);
+        if let Some(last) = self.last {
+            if t <= last {
+                t = last + Duration::from_nanos(1);
+            }
+        }
+        self.last = Some(t);
+        t
+    }
+}
+
+/// The RTP timestamp and payload of an RTP packet, if it is one.
+fn opus_payload(packet: &Bytes) -> Option<(u32, Bytes)> {
+    let b = packet.as_ref();
+    if b.len() < 12 || b[0] >> 6 != 2 {
+        return None;
+    }
+    let csrc = usize::from(b[0] & 0x0f) * 4;
+    let mut at = 12 + csrc;
+    if b[0] & 0x10 != 0 {
+        let ext = b.get(at + 2..at + 4)?;
+        at += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
+    }
+    let mut end = b.len();
+    if b[0] & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*b.last()?))?;
+    }
+    if at >= end {
+        return None;
+    }
+    let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    Some((ts, packet.slice(at..end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_headers_extensions_and_padding_are_stripped() {
+        let mut p = vec![0x80, 111, 0, 1, 0, 0, 0x03, 0xc0, 1, 2, 3, 4];
+        p.extend_from_slice(b"opus");
+        assert_eq!(
+            opus_payload(&Bytes::from(p.clone())),
+            Some((960, Bytes::from_static(b"opus")))
+        );
+        // Extension of one word, and two bytes of padding.
+        let mut q = vec![0xb0, 111, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 0xbe, 0xde, 0, 1, 9, 9, 9, 9];
+        q.extend_from_slice(b"ok");
+        q.extend_from_slice(&[0, 2]);
+        assert_eq!(opus_payload(&Bytes::from(q)), Some((1, Bytes::from_static(b"ok"))));
+        assert_eq!(opus_payload(&Bytes::from_static(&[0x80, 111, 0])), None);
+        assert_eq!(
+            opus_payload(&Bytes::from_static(&[0x40; 20])),
+            None,
+            "not RTP version 2"
+        );
+        let header_only = &p[..12];
+        assert_eq!(opus_payload(&Bytes::copy_from_slice(header_only)), None);
+    }
+
+    #[test]
+    fn talkback_times_follow_the_rtp_clock_and_never_go_back() {
+        let mut c = RtpClock::default();
+        let t0 = c.pts(u32::MAX - 479);
+        // 960 ticks later across the 32-bit wrap: 20 ms.
+        assert_eq!(c.pts(480).saturating_since(t0), Duration::from_millis(20));
+        // A late packet from before: nudged after the last.
+        let late = c.pts(u32::MAX - 479);
+        assert!(late > t0 + Duration::from_millis(20), "a late packet went back in time");
+    }
+}
