@@ -15,7 +15,12 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 /// Refresh every metric from its source, then render the exposition text.
-pub fn render(handle: &PrometheusHandle, store: &Store, recorders: &[RecorderStatus]) -> String {
+pub fn render(
+    handle: &PrometheusHandle,
+    store: &Store,
+    recorders: &[RecorderStatus],
+    webrtc: Option<&playback::webrtc::WhepStatus>,
+) -> String {
     let s = store.stats();
     counter!("edge_agent_store_bytes_written_total").absolute(s.bytes_written);
     counter!("edge_agent_store_fragments_written_total").absolute(s.fragments_written);
@@ -68,6 +73,15 @@ pub fn render(handle: &PrometheusHandle, store: &Store, recorders: &[RecorderSta
         counter!("edge_agent_capture_frames_total", "stream" => name.clone()).absolute(r.frames);
         counter!("edge_agent_capture_frames_refused_total", "stream" => name.clone()).absolute(r.refused);
         gauge!("edge_agent_capture_running", "stream" => name).set(f64::from(u8::from(r.running)));
+    }
+    if let Some(w) = webrtc {
+        counter!("edge_agent_webrtc_sessions_total").absolute(w.sessions_total);
+        counter!("edge_agent_webrtc_refused_total").absolute(w.refused_total);
+        for (name, v) in &w.streams {
+            gauge!("edge_agent_webrtc_viewers", "stream" => name.clone()).set(v.viewers as f64);
+            counter!("edge_agent_webrtc_key_frames_requested_total", "stream" => name.clone())
+                .absolute(v.key_frames_requested);
+        }
     }
     handle.render()
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use fragmenter::media::TrackMedia;
 use fragmenter::{Timestamp, Track};
+use playback::webrtc::{StreamViewers, WhepStatus};
 use serde_json::{json, Value};
 
 use crate::run::recorder::RecorderStatus;
@@ -43,7 +44,7 @@ fn upload(u: &UploadCounts) -> Value {
 }
 
 /// The JSON document.
-pub fn streams(store: &Store, recorders: &[RecorderStatus]) -> Result<Value> {
+pub fn streams(store: &Store, recorders: &[RecorderStatus], webrtc: Option<&WhepStatus>) -> Result<Value> {
     let mut out = Vec::new();
     for s in store.streams()? {
         let state = match &s.state {
@@ -79,11 +80,13 @@ pub fn streams(store: &Store, recorders: &[RecorderStatus]) -> Result<Value> {
             "ranges": s.ranges.iter().map(|(a, b)| json!({ "start": time(*a), "end": time(*b) })).collect::<Vec<_>>(),
             "upload": upload(&s.upload),
             "capture": capture,
+            "webrtc": webrtc.map(|w| viewers(w.streams.get(&s.name).cloned().unwrap_or_default())),
         }));
     }
     let st = store.stats();
     Ok(json!({
         "streams": out,
+        "webrtc": webrtc.map(|w| json!({ "sessions_total": w.sessions_total, "refused_total": w.refused_total })),
         "store": {
             "path": store.config().path.display().to_string(),
             "on_full": store.config().on_full.to_string(),
@@ -102,4 +105,20 @@ pub fn streams(store: &Store, recorders: &[RecorderStatus]) -> Result<Value> {
             "disk_full_errors": st.disk_full_errors,
         },
     }))
+}
+
+/// A stream's WebRTC viewers for `/api/streams`.
+fn viewers(v: StreamViewers) -> Value {
+    json!({
+        "viewers": v.viewers,
+        "talking": v.talking,
+        "video_frames": v.video_frames,
+        "audio_packets": v.audio_packets,
+        "lagged_frames": v.lagged,
+        "key_frame_requests": v.key_requests,
+        "key_frames_requested": v.key_frames_requested,
+        "talkback_packets": v.talkback_packets,
+        "sensor_frames": v.sensor_frames,
+        "sensor_frames_dropped": v.sensor_dropped,
+    })
 }

@@ -117,10 +117,10 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
         (Method::GET | Method::HEAD, "/metrics") => {
             let state = state.clone();
             match tokio::task::spawn_blocking(move || {
-                state
-                    .prometheus
-                    .as_ref()
-                    .map(|h| crate::telemetry::render(h, &state.store, &state.recorder_snapshots()))
+                state.prometheus.as_ref().map(|h| {
+                    let webrtc = state.whep.as_ref().map(|w| w.status());
+                    crate::telemetry::render(h, &state.store, &state.recorder_snapshots(), webrtc.as_ref())
+                })
             })
             .await
             {
@@ -134,7 +134,12 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
         }
         (Method::GET | Method::HEAD, "/api/streams") => {
             let state = state.clone();
-            match tokio::task::spawn_blocking(move || api::streams(&state.store, &state.recorder_snapshots())).await {
+            match tokio::task::spawn_blocking(move || {
+                let webrtc = state.whep.as_ref().map(|w| w.status());
+                api::streams(&state.store, &state.recorder_snapshots(), webrtc.as_ref())
+            })
+            .await
+            {
                 Ok(Ok(v)) => json(StatusCode::OK, &v),
                 Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

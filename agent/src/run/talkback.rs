@@ -154,21 +154,29 @@ impl Recorder {
         std::thread::Builder::new().name("talkback-rec".into()).spawn(move || {
             let mut clock = RtpClock::default();
             let mut events = Vec::new();
-            let mut frames = 0u64;
+            let (mut frames, mut refused, mut not_rtp) = (0u64, 0u64, 0u64);
             for packet in rx {
                 let Some((ts, payload)) = opus_payload(&packet) else {
+                    not_rtp += 1;
                     continue;
                 };
+                let pts = clock.pts(ts);
                 let frame = Frame {
                     track: tracks[0].id,
-                    pts: clock.pts(ts),
-                    dts: clock.pts(ts),
+                    pts,
+                    dts: pts,
                     duration: OPUS_FRAME,
                     keyframe: true,
                     data: payload,
                 };
-                if fragmenter.push(frame, &mut events).is_ok() {
-                    frames += 1;
+                match fragmenter.push(frame, &mut events) {
+                    Ok(()) => frames += 1,
+                    Err(e) => {
+                        if refused == 0 {
+                            warn!(stream = name, error = %e, "talkback frame refused");
+                        }
+                        refused += 1;
+                    }
                 }
                 for ev in events.drain(..) {
                     if let Err(e) = writer.write(&ev) {
@@ -181,7 +189,7 @@ impl Recorder {
                 let _ = writer.write(&ev);
             }
             let _ = writer.close();
-            info!(stream = name, frames, "talkback recording closed");
+            info!(stream = name, frames, refused, not_rtp, "talkback recording closed");
         })?;
         Ok(Recorder { tx })
     }

@@ -86,6 +86,35 @@ pub enum LivePayload {
     Points(Arc<[Bytes]>),
 }
 
+/// What became of a key-frame request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFrameRequest {
+    /// Passed to the encoder now.
+    Sent,
+    /// Another request went out less than [`KEY_FRAME_INTERVAL`] ago; the
+    /// key frame it brings serves this one too.
+    Coalesced,
+    /// The source has no encoder to ask (a file, or not started), or the
+    /// pipeline did not take the request.
+    Unsupported,
+}
+
+impl KeyFrameRequest {
+    /// A key frame is on its way.
+    pub fn coming(self) -> bool {
+        self != KeyFrameRequest::Unsupported
+    }
+
+    /// Lower-case name for JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyFrameRequest::Sent => "sent",
+            KeyFrameRequest::Coalesced => "coalesced",
+            KeyFrameRequest::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// One stream's live feed.
 pub struct StreamFeed {
     name: String,
@@ -166,18 +195,22 @@ impl StreamFeed {
     }
 
     /// Ask the encoder for a key frame, at most once per
-    /// [`KEY_FRAME_INTERVAL`] whoever asks; `true` if a request went out now.
-    pub fn request_key_frame(&self) -> bool {
+    /// [`KEY_FRAME_INTERVAL`] whoever asks.
+    pub fn request_key_frame(&self) -> KeyFrameRequest {
         let mut guard = self.key_request.lock().unwrap_or_else(|e| e.into_inner());
         let Some(k) = guard.as_mut() else {
-            return false;
+            return KeyFrameRequest::Unsupported;
         };
         if k.last.is_some_and(|t| t.elapsed() < KEY_FRAME_INTERVAL) {
-            return false;
+            return KeyFrameRequest::Coalesced;
         }
         k.last = Some(Instant::now());
         k.sent += 1;
-        (k.ask)()
+        if (k.ask)() {
+            KeyFrameRequest::Sent
+        } else {
+            KeyFrameRequest::Unsupported
+        }
     }
 
     /// Key frame requests passed to the encoder so far.
@@ -293,7 +326,11 @@ mod tests {
     fn key_frame_requests_are_rate_limited_across_viewers() {
         let feeds = Feeds::new();
         let f = feeds.add("cam", FeedKind::Media);
-        assert!(!f.request_key_frame(), "no source yet: nothing to ask");
+        assert_eq!(
+            f.request_key_frame(),
+            KeyFrameRequest::Unsupported,
+            "no source yet: nothing to ask"
+        );
         let asked = Arc::new(AtomicU32::new(0));
         let a = asked.clone();
         f.set_source(
@@ -304,13 +341,13 @@ mod tests {
                 true
             })),
         );
-        assert!(f.request_key_frame());
+        assert_eq!(f.request_key_frame(), KeyFrameRequest::Sent);
         for _ in 0..10 {
-            assert!(!f.request_key_frame());
+            assert_eq!(f.request_key_frame(), KeyFrameRequest::Coalesced);
         }
         assert_eq!(asked.load(Ordering::Relaxed), 1);
         std::thread::sleep(KEY_FRAME_INTERVAL + Duration::from_millis(20));
-        assert!(f.request_key_frame());
+        assert_eq!(f.request_key_frame(), KeyFrameRequest::Sent);
         assert_eq!(f.key_frames_requested(), 2);
         assert_eq!((f.video(), f.has_opus()), (FeedVideo::H264, true));
     }

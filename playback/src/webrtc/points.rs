@@ -26,9 +26,10 @@ pub const POINTS: u8 = 1;
 pub const HEADER: usize = 24;
 /// Bytes per point.
 pub const POINT: usize = 8;
-/// Points per message: 64 KiB of points stays under every browser's
-/// data-channel message limit (Chromium and Firefox take 256 KiB).
-pub const PER_MESSAGE: usize = 8192;
+/// Points per message: a message stays under 64 KiB, the smallest
+/// data-channel message limit of the stacks here (webrtc-rs sends at most
+/// 65 535 bytes; Chromium and Firefox take 256 KiB).
+pub const PER_MESSAGE: usize = 7680;
 /// Flag: the fourth value is a velocity.
 pub const FLAG_VELOCITY: u16 = 1;
 

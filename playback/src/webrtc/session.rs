@@ -488,8 +488,12 @@ async fn key_frame_requests(video: Arc<TrackLocalStaticRTP>, shared: Arc<Shared>
     while let Some(event) = video.poll().await {
         if let TrackLocalEvent::OnRtcpPacket(_) = event {
             shared.stats.key_requests.fetch_add(1, Ordering::Relaxed);
-            let sent = shared.feed.request_key_frame();
-            debug!(stream = shared.feed.name(), sent, "viewer asked for a key frame");
+            let r = shared.feed.request_key_frame();
+            debug!(
+                stream = shared.feed.name(),
+                request = r.as_str(),
+                "viewer asked for a key frame"
+            );
         }
     }
 }
@@ -610,7 +614,8 @@ async fn forward_sensor(dc: Arc<dyn DataChannel>, sensor: Arc<StreamFeed>, stats
             continue;
         }
         for m in messages.iter() {
-            if dc.send(BytesMut::from(&m[..])).await.is_err() {
+            if let Err(e) = dc.send(BytesMut::from(&m[..])).await {
+                debug!(sensor = sensor.name(), error = %e, "data channel closed");
                 return;
             }
         }
@@ -633,8 +638,8 @@ fn control_reply(data: &[u8], shared: &Shared) -> Option<String> {
         ),
         Some("keyframe") => {
             shared.stats.key_requests.fetch_add(1, Ordering::Relaxed);
-            let ok = shared.feed.request_key_frame();
-            Some(serde_json::json!({ "type": "keyframe", "ok": ok }).to_string())
+            let r = shared.feed.request_key_frame();
+            Some(serde_json::json!({ "type": "keyframe", "ok": r.coming(), "request": r.as_str() }).to_string())
         }
         other => Some(
             serde_json::json!({
