@@ -186,8 +186,10 @@ fn default_bitrate() -> u32 {
 fn default_codec() -> String {
     "h264".into()
 }
+/// AAC for HLS, DASH and KVS; Opus for WebRTC viewers (browsers take no
+/// AAC over WebRTC). One microphone, encoded twice.
 fn default_audio_codecs() -> Vec<String> {
-    vec!["aac".into()]
+    vec!["aac".into(), "opus".into()]
 }
 
 /// `[[sensors]]`.

@@ -42,15 +42,20 @@ pub enum SegmentError {
     Fmp4(#[from] Fmp4Error),
 }
 
-/// The tracks of `tracks` that fMP4 carries (video, and AAC or Opus audio),
-/// in order. Sensor tracks stay in the store and reach viewers another way;
-/// G.711 has no ISO sample entry.
+/// The tracks of `tracks` that fMP4 carries (video, and the first AAC or
+/// Opus audio track), in order. Sensor tracks stay in the store and reach
+/// viewers another way; G.711 has no ISO sample entry. A second audio
+/// track (a microphone encoded twice, AAC for HLS and Opus for WebRTC) is
+/// left out: a player plays one muxed audio track, so a second would only
+/// cost every viewer its bytes.
 pub fn media_tracks(tracks: &[Track]) -> Vec<Track> {
+    let mut audio = false;
     tracks
         .iter()
         .filter(|t| match &t.media {
             TrackMedia::Video(_) => true,
-            TrackMedia::Audio(a) => !matches!(a.codec, AudioCodec::G711(_)),
+            TrackMedia::Audio(a) if matches!(a.codec, AudioCodec::G711(_)) => false,
+            TrackMedia::Audio(_) => !std::mem::replace(&mut audio, true),
             TrackMedia::Sensor(_) => false,
         })
         .cloned()
@@ -398,6 +403,27 @@ mod tests {
         }
         b.finish().unwrap();
         b.take_parts().iter().map(|p| p.duration).collect()
+    }
+
+    #[test]
+    fn fmp4_carries_video_and_the_first_audio_track_only() {
+        let rec = recording();
+        let mut tracks = rec.tracks.clone();
+        let opus = Track::new(
+            fragmenter::TrackId::new(3).unwrap(),
+            "opus",
+            fragmenter::media::AudioTrack {
+                codec: AudioCodec::Opus { pre_skip: 312 },
+                sample_rate: 48_000,
+                channels: 2,
+            },
+        );
+        tracks.push(opus.clone());
+        let media = media_tracks(&tracks);
+        assert_eq!(media, rec.tracks, "the Opus track (for WebRTC) is not muxed beside AAC");
+        // Opus alone is muxed.
+        let alone = vec![rec.tracks[0].clone(), opus];
+        assert_eq!(media_tracks(&alone), alone);
     }
 
     #[test]

@@ -97,12 +97,13 @@ function hasAudioVideo(s) {
 function select(name) {
   if (state.selected === name) return;
   state.selected = name;
+  rtcStop();
   $('viewer').hidden = false;
   $('stream-name').textContent = name;
   $('status').textContent = '';
   renderStreams();
   const av = hasAudioVideo(current());
-  for (const id of ['video', 'download', 'mode', 'latency']) $(id).hidden = !av;
+  for (const id of ['video', 'download', 'mode', 'latency', 'rtc']) $(id).hidden = !av;
   if (av) {
     playLive();
   } else {
@@ -373,7 +374,133 @@ function renderSensor(frames, streams) {
   g.fillText(`${label} · ring = ${(range / 2).toFixed(0)} m`, 8, 18);
 }
 
-window.edgeAgent = { drawSensor: renderSensor, playLive, playRecorded };
+// ---------------------------------------------------------------- WebRTC
+
+// A WHEP viewer beside the HLS one: the camera's H.264 passed through, well
+// under a second behind. "Talk" reconnects with this browser's microphone
+// (the device plays it on its talkback output).
+const rtc = { pc: null, location: null, talking: false, generation: 0, latency: [], dc: null, rtt: null };
+const rtcVideo = $('rtc-video');
+
+function rtcState(text) {
+  $('rtc-state').textContent = text;
+}
+
+async function rtcStop() {
+  rtc.generation += 1;
+  const { pc, location } = rtc;
+  rtc.pc = null;
+  rtc.location = null;
+  rtc.dc = null;
+  if (location) fetch(location, { method: 'DELETE' }).catch(() => {});
+  pc?.getSenders().forEach((s) => s.track?.stop());
+  pc?.close();
+  rtcVideo.srcObject = null;
+  rtcVideo.hidden = true;
+  $('rtc-start').textContent = 'Watch';
+  $('rtc-latency').textContent = '';
+  rtcState('');
+}
+
+async function rtcStart(talk) {
+  await rtcStop();
+  const generation = rtc.generation;
+  const stream = state.selected;
+  rtc.talking = talk;
+  $('rtc-talk').setAttribute('aria-pressed', String(talk));
+  $('rtc-start').textContent = 'Stop';
+  rtcState('connecting…');
+  const pc = new RTCPeerConnection();
+  rtc.pc = pc;
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  if (talk) {
+    try {
+      const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+      pc.addTransceiver(mic.getAudioTracks()[0], { direction: 'sendrecv' });
+    } catch (e) {
+      rtcState(`no microphone (${e.message})`);
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+    }
+  } else {
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+  }
+  const dc = pc.createDataChannel('edge-agent', { ordered: true });
+  rtc.dc = dc;
+  dc.onmessage = (e) => {
+    if (typeof e.data !== 'string') return;
+    const m = JSON.parse(e.data);
+    if (m.type === 'pong') rtc.rtt = Date.now() - m.t;
+  };
+  pc.ontrack = (e) => {
+    if (!rtcVideo.srcObject) rtcVideo.srcObject = new MediaStream();
+    rtcVideo.srcObject.addTrack(e.track);
+    rtcVideo.hidden = false;
+    rtcVideo.play().catch(() => {});
+  };
+  pc.onconnectionstatechange = () => {
+    if (rtc.pc === pc) rtcState(pc.connectionState);
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    // Host candidates come at once; do not wait long for others.
+    await new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      const done = () => pc.iceGatheringState === 'complete' && resolve();
+      pc.addEventListener('icegatheringstatechange', done);
+      setTimeout(resolve, 1500);
+    });
+    const r = await fetch(`/whep/${encodeURIComponent(stream)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    const body = await r.text();
+    if (generation !== rtc.generation) return;
+    if (r.status !== 201) throw new Error(`${r.status}: ${body.trim()}`);
+    rtc.location = r.headers.get('Location');
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+  } catch (e) {
+    if (generation === rtc.generation) {
+      await rtcStop();
+      rtcState(`WebRTC: ${e.message}`);
+    }
+  }
+}
+
+/** Capture time (epoch ms) of a frame from its 90 kHz RTP timestamp, which
+ * the agent derives from the capture wall clock; the nearest wrap to now. */
+function captureMs(rtpTimestamp, nowMs) {
+  const wrap = 2 ** 32 / 90;
+  const base = rtpTimestamp / 90;
+  return base + Math.round((nowMs - base) / wrap) * wrap;
+}
+
+function onRtcFrame(_now, meta) {
+  if (meta.rtpTimestamp != null && !rtcVideo.hidden) {
+    const now = Date.now();
+    const shown = now - (performance.now() - (meta.presentationTime ?? meta.expectedDisplayTime ?? performance.now()));
+    rtc.latency.push(shown - captureMs(meta.rtpTimestamp, now));
+    if (rtc.latency.length > 30) rtc.latency.shift();
+  }
+  rtcVideo.requestVideoFrameCallback?.(onRtcFrame);
+}
+rtcVideo.requestVideoFrameCallback?.(onRtcFrame);
+
+setInterval(() => {
+  if (!rtc.pc || rtcVideo.hidden) return;
+  const sorted = [...rtc.latency].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  const parts = [];
+  if (median != null) parts.push(`latency ${Math.round(median)} ms`);
+  if (rtc.rtt != null) parts.push(`RTT ${rtc.rtt} ms`);
+  $('rtc-latency').textContent = parts.join(' · ');
+  if (rtc.dc?.readyState === 'open') rtc.dc.send(JSON.stringify({ type: 'ping', id: 0, t: Date.now() }));
+}, 1000);
+
+$('rtc-start').addEventListener('click', () => (rtc.pc ? rtcStop() : rtcStart(false)));
+$('rtc-talk').addEventListener('click', () => rtcStart(!rtc.talking));
+
+window.edgeAgent = { drawSensor: renderSensor, playLive, playRecorded, rtcStart, rtcStop };
 
 poll();
 setInterval(poll, POLL_MS);

@@ -412,3 +412,62 @@ fn http_request(port: u16, method: &str, path: &str, content_type: &str, body: &
         .unwrap_or_default();
     (status, body)
 }
+
+#[test]
+fn web_ui_watches_over_webrtc_beside_hls_and_talks() {
+    let _one = exclusive();
+    npm_ci();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let _agent = start_agent(&config(dir.path(), port, None), port);
+    wait_for("the camera recording", Duration::from_secs(20), || {
+        stream(&streams(port), "cam").is_some_and(|s| s["fragments"].as_u64() > Some(0))
+    });
+    let artifacts = manifest_dir().join("../artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("web-ui-webrtc.png");
+    let out = Command::new("node")
+        .arg(web_dir().join("ui-webrtc.mjs"))
+        .args([
+            "--origin",
+            &format!("http://127.0.0.1:{port}"),
+            "--seconds",
+            "5",
+            "--screenshot",
+        ])
+        .arg(&shot)
+        .current_dir(web_dir())
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("ui-webrtc.mjs: {stdout}");
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(r["ok"], true, "{r}");
+    // 5 s at 30 fps, less start-up.
+    assert!(r["watch"]["frames"].as_u64() >= Some(90), "{r}");
+    assert_eq!(
+        (r["watch"]["width"].as_u64(), r["watch"]["height"].as_u64()),
+        (Some(WIDTH), Some(HEIGHT)),
+        "{r}"
+    );
+    assert_eq!(r["watch"]["state"], "connected", "{r}");
+    assert!(
+        r["watch"]["latency"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("latency ")),
+        "{r}"
+    );
+    assert_eq!(r["talk"]["pressed"], "true", "{r}");
+    assert_eq!(r["talk"]["state"], "connected", "{r}");
+    assert!(
+        std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false),
+        "no screenshot"
+    );
+    // The talk button reached the device: its talkback file has sound.
+    let wav = dir.path().join("talk.wav");
+    wait_for("the talkback WAV file", Duration::from_secs(10), || {
+        wav_peak(&wav).0 > 48_000
+    });
+    assert!(wav_peak(&wav).1 > 1000, "the talkback from the UI is silent");
+}
