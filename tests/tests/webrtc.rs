@@ -381,14 +381,68 @@ fn bad_whep_requests_are_refused_with_a_reason_and_the_agent_carries_on() {
     let (status, body) = http_request(port, "POST", "/whep/cam?sensors=nope", "application/sdp", "v=0\r\n");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("nope"), "{body}");
+    // A session's life without a browser: answer, trickle, hang up.
+    let (status, head, answer) = http_exchange(port, "POST", "/whep/cam", "application/sdp", OFFER);
+    assert_eq!(status, 201, "{answer}");
+    assert!(
+        answer.contains("a=candidate:") && answer.contains("H264/90000"),
+        "{answer}"
+    );
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no Location in {head}"));
+    assert_eq!(viewers(port), 1);
+    let (status, body) = http_request(
+        port,
+        "PATCH",
+        &location,
+        "application/trickle-ice-sdpfrag",
+        "a=mid:0\r\na=candidate:1 1 udp 2113937151 127.0.0.1 50000 typ host\r\na=end-of-candidates\r\n",
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = http_request(
+        port,
+        "PATCH",
+        &location,
+        "application/trickle-ice-sdpfrag",
+        "a=candidate:bogus\r\n",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bogus"), "{body}");
+    assert_eq!(http_request(port, "DELETE", &location, "", "").0, 200);
+    assert_eq!(http_request(port, "DELETE", &location, "", "").0, 404, "hung up twice");
+    assert_eq!(viewers(port), 0);
     // Still serving, and a good viewer still gets its answer.
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     let api = streams(port);
     assert!(api["webrtc"]["refused_total"].as_u64() >= Some(9), "{api}");
 }
 
+/// A browser's offer (Chromium's, trimmed): H.264 and Opus, a data channel.
+const OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+a=rtcp-fb:102 nack pli\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
 /// One HTTP/1.1 request with an optional body; (status, body).
 fn http_request(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http_exchange(port, method, path, content_type, body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request; (status, head, body).
+fn http_exchange(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -406,11 +460,8 @@ fn http_request(port: u16, method: &str, path: &str, content_type: &str, body: &
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 #[test]
@@ -470,4 +521,69 @@ fn web_ui_watches_over_webrtc_beside_hls_and_talks() {
         wav_peak(&wav).0 > 48_000
     });
     assert!(wav_peak(&wav).1 > 1000, "the talkback from the UI is silent");
+}
+
+/// A STUN server on loopback that answers Binding requests with the
+/// sender's address (RFC 5389 XOR-MAPPED-ADDRESS), counting them.
+fn stun_server() -> (u16, Arc<std::sync::atomic::AtomicU32>, Arc<AtomicBool>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let (seen, stop) = (
+        Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (s, st) = (seen.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !st.load(Ordering::Relaxed) {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            // A Binding request with the magic cookie.
+            if n < 20 || buf[0..2] != [0, 1] || buf[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+                continue;
+            }
+            s.fetch_add(1, Ordering::Relaxed);
+            let std::net::SocketAddr::V4(from) = from else {
+                continue;
+            };
+            let mut reply = vec![0x01, 0x01, 0, 12];
+            reply.extend_from_slice(&buf[4..20]);
+            let port = from.port() ^ 0x2112;
+            let ip = u32::from(*from.ip()) ^ 0x2112_a442;
+            reply.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 1]);
+            reply.extend_from_slice(&port.to_be_bytes());
+            reply.extend_from_slice(&ip.to_be_bytes());
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    (port, seen, stop)
+}
+
+#[test]
+fn configured_stun_servers_are_asked_for_candidates() {
+    if !have_gst_element("webrtcbin") || !have_gst_element("nicesrc") {
+        eprintln!("SKIPPED: GStreamer's webrtcbin or libnice is not installed");
+        return;
+    }
+    let _one = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let (stun, seen, stop) = stun_server();
+    let path = config(dir.path(), port, None);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[webrtc]\n",
+        &format!("[webrtc]\nice_servers = [{{ urls = [\"stun:127.0.0.1:{stun}\"] }}]\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let _agent = start_agent(&path, port);
+    let out = gst_client(port, 3).output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(r["ok"], true, "{r}");
+    let n = seen.load(Ordering::Relaxed);
+    println!("the STUN server answered {n} binding request(s)");
+    assert!(n >= 1, "the agent never asked the configured STUN server");
 }
