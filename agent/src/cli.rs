@@ -23,9 +23,12 @@ pub struct Cli {
 impl Cli {
     /// The tracing filter for the chosen verbosity.
     pub fn log_level(&self) -> &'static str {
+        // The webrtc crate warns on every connection about things that are
+        // expected here (no server name for DTLS, no candidate pairs before
+        // the offer's candidates are added): kept for -v.
         match (self.quiet, self.verbose) {
-            (true, _) => "warn",
-            (false, 0) => "info",
+            (true, _) => "warn,rtc_dtls::config=error,rtc_ice::agent=error",
+            (false, 0) => "info,rtc_dtls::config=error,rtc_ice::agent=error",
             (false, 1) => "debug",
             _ => "trace",
         }
