@@ -299,12 +299,36 @@ fn gstreamer_webrtcbin_receives_the_stream_and_a_vanished_viewer_is_dropped() {
     wait_for("the camera recording", Duration::from_secs(20), || {
         stream(&streams(port), "cam").is_some_and(|s| s["fragments"].as_u64() > Some(0))
     });
-    let out = gst_client(port, 5).output().unwrap();
+    // The client's decoder asks for a key frame every second, as after a
+    // loss; webrtcbin turns that into a PLI to the agent.
+    let child = gst_client(port, 5)
+        .args(["--key-frame-every", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut plis, mut to_encoder) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if let Some(w) = stream(&streams(port), "cam").map(|s| s["webrtc"].clone()) {
+            plis = plis.max(w["key_frame_requests"].as_u64().unwrap_or(0));
+            to_encoder = to_encoder.max(w["key_frames_requested"].as_u64().unwrap_or(0));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("whep-gst-client: {stdout}");
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(r["ok"], true, "{r}");
     assert!(r["video_frames"].as_u64() >= Some(100), "{r}");
+    println!(
+        "the client asked {} times; the agent saw {plis} PLI/FIR and asked the encoder {to_encoder} times",
+        r["key_requests"]
+    );
+    assert!(r["key_requests"].as_u64() >= Some(3), "{r}");
+    assert!(plis >= 2, "PLIs from the viewer did not reach the agent ({plis})");
+    // One at the session's start, then the viewer's (rate-limited).
+    assert!(to_encoder >= 2, "the encoder was asked {to_encoder} times");
     assert_eq!(
         (r["width"].as_u64(), r["height"].as_u64()),
         (Some(WIDTH), Some(HEIGHT)),

@@ -3,7 +3,7 @@
 //! agent's WebRTC stack is judged by a peer that shares none of its code.
 //!
 //! ```text
-//! whep-gst-client --url http://127.0.0.1:PORT/whep/STREAM [--seconds 8]
+//! whep-gst-client --url http://127.0.0.1:PORT/whep/STREAM [--seconds 8] [--key-frame-every S]
 //! ```
 //!
 //! Offers recvonly H.264 + Opus, POSTs the offer (ICE gathering complete),
@@ -54,6 +54,8 @@ struct Report {
 struct Counters {
     video_frames: AtomicU64,
     audio_buffers: AtomicU64,
+    /// Key-frame requests sent upstream (`--key-frame-every`).
+    key_requests: AtomicU64,
     frozen: AtomicBool,
     size: Mutex<Option<(i32, i32)>>,
 }
@@ -101,6 +103,7 @@ impl Shared {
             "width": size.map(|s| s.0),
             "height": size.map(|s| s.1),
             "audio_buffers": self.counters.audio_buffers.load(Ordering::SeqCst),
+            "key_requests": self.counters.key_requests.load(Ordering::SeqCst),
             "delete_status": report.delete_status,
             "errors": report.errors,
             "reason": reason,
@@ -113,7 +116,7 @@ impl Shared {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("whep-gst-client: {msg}\nusage: whep-gst-client --url http://HOST:PORT/whep/STREAM [--seconds N]");
+    eprintln!("whep-gst-client: {msg}\nusage: whep-gst-client --url http://HOST:PORT/whep/STREAM [--seconds N] [--key-frame-every S]");
     std::process::exit(2);
 }
 
@@ -341,7 +344,7 @@ fn gather_local_offer(webrtc: &gst::Element) -> Result<String, String> {
     desc.sdp().as_text().map_err(|e| format!("offer as text: {e}"))
 }
 
-fn run(url: &str, seconds: u64, shared: &Arc<Shared>) -> Result<(), String> {
+fn run(url: &str, seconds: u64, key_every: u64, shared: &Arc<Shared>) -> Result<(), String> {
     let (authority, path) = split_url(url).ok_or_else(|| format!("not an http:// URL: {url}"))?;
     gst::init().map_err(|e| format!("GStreamer init: {e}"))?;
 
@@ -430,7 +433,23 @@ fn run(url: &str, seconds: u64, shared: &Arc<Shared>) -> Result<(), String> {
         shared.stage("receiving");
         let bus = pipeline.bus().expect("pipeline has a bus");
         let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut next_key = (key_every > 0).then(|| Instant::now() + Duration::from_secs(key_every));
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if next_key.is_some_and(|t| Instant::now() >= t) {
+                // A decoder asking for a key frame, as after a loss: the
+                // upstream event reaches webrtcbin's RTP session, which
+                // sends the agent a PLI.
+                let event = gst::event::CustomUpstream::new(
+                    gst::Structure::builder("GstForceKeyUnit")
+                        .field("all-headers", true)
+                        .build(),
+                );
+                // The bin reports false when any sink (the audio one)
+                // ignores the event; the video branch still carries it.
+                pipeline.send_event(event);
+                shared.counters.key_requests.fetch_add(1, Ordering::SeqCst);
+                next_key = next_key.map(|t| t + Duration::from_secs(key_every));
+            }
             let wait = left.min(Duration::from_millis(200));
             let Some(msg) = bus.timed_pop_filtered(
                 gst::ClockTime::from_nseconds(wait.as_nanos() as u64),
@@ -489,6 +508,7 @@ fn teardown(pipeline: gst::Pipeline, shared: &Arc<Shared>) {
 fn main() {
     let mut url = None;
     let mut seconds = 8u64;
+    let mut key_every = 0u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -498,6 +518,12 @@ fn main() {
                     .next()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or_else(|| usage("--seconds needs a whole number"))
+            }
+            "--key-frame-every" => {
+                key_every = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| usage("--key-frame-every needs a whole number of seconds"))
             }
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other:?}")),
@@ -530,7 +556,7 @@ fn main() {
         });
     }
 
-    let result = run(&url, seconds, &shared);
+    let result = run(&url, seconds, key_every, &shared);
     let forced = result.err().inspect(|e| shared.error(e.clone()));
     // A failed POST already explains itself through status; other failures
     // (no answer, bad SDP) become the reason so ok is false even if a stray
