@@ -441,6 +441,21 @@ fn bad_whep_requests_are_refused_with_a_reason_and_the_agent_carries_on() {
     assert_eq!(http_request(port, "DELETE", &location, "", "").0, 200);
     assert_eq!(http_request(port, "DELETE", &location, "", "").0, 404, "hung up twice");
     assert_eq!(viewers(port), 0);
+    // The viewer cap (max_viewers = 4 here): the fifth is told to come back.
+    let locations: Vec<String> = (0..4)
+        .map(|_| {
+            let (status, head, body) = http_exchange(port, "POST", "/whep/cam", "application/sdp", OFFER);
+            assert_eq!(status, 201, "{body}");
+            location_of(&head)
+        })
+        .collect();
+    let (status, body) = http_request(port, "POST", "/whep/cam", "application/sdp", OFFER);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_viewers"), "{body}");
+    for l in &locations {
+        assert_eq!(http_request(port, "DELETE", l, "", "").0, 200);
+    }
+    assert_eq!(viewers(port), 0);
     // Still serving, and a good viewer still gets its answer.
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     let api = streams(port);
@@ -458,6 +473,17 @@ a=rtcp-fb:102 nack pli\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mod
 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
 a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
 a=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n";
+
+/// The Location header of a response head.
+fn location_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no Location in {head}"))
+}
 
 /// One HTTP/1.1 request with an optional body; (status, body).
 fn http_request(port: u16, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {

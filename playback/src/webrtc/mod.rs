@@ -271,7 +271,11 @@ impl Whep {
             Ok(p) => p,
             Err(e) => {
                 self.end(&id);
-                return Err((StatusCode::BAD_REQUEST, e));
+                let status = match e {
+                    session::AnswerError::Offer(_) => StatusCode::BAD_REQUEST,
+                    session::AnswerError::Agent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                return Err((status, e.to_string()));
             }
         };
         let answer = peer.answer.clone();

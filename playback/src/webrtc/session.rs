@@ -103,6 +103,17 @@ impl PeerConnectionEventHandler for Events {
     }
 }
 
+/// Why no answer was made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnswerError {
+    /// The offer cannot be answered (400).
+    #[error("{0}")]
+    Offer(String),
+    /// The agent could not set up the peer (500).
+    #[error("{0}")]
+    Agent(String),
+}
+
 /// A built peer connection with its answer, before it connects.
 pub(crate) struct Peer {
     pub pc: Arc<dyn PeerConnection>,
@@ -178,8 +189,10 @@ pub(crate) async fn answer(
     offer: &super::offer::Offer,
     shared: Arc<Shared>,
     options: &WebRtcOptions,
-) -> Result<Peer, String> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+) -> Result<Peer, AnswerError> {
+    // The agent's side failing (sockets, setup) is not the viewer's fault.
+    let fail = |what: &str, e: &dyn std::fmt::Display| AnswerError::Agent(format!("{what}: {e}"));
+    let bad = |what: &str, e: &dyn std::fmt::Display| AnswerError::Offer(format!("{what}: {e}"));
     let mut media = MediaEngine::default();
     for (profile, pt) in H264 {
         media
@@ -267,26 +280,26 @@ pub(crate) async fn answer(
             None
         };
         let desc = webrtc::peer_connection::RTCSessionDescription::offer(offer.sdp.clone())
-            .map_err(|e| fail("the offer cannot be used", &e))?;
+            .map_err(|e| bad("the offer cannot be used", &e))?;
         pc.set_remote_description(desc)
             .await
-            .map_err(|e| fail("the offer cannot be used", &e))?;
+            .map_err(|e| bad("the offer cannot be used", &e))?;
         let answer = pc
             .create_answer(None)
             .await
-            .map_err(|e| fail("cannot answer the offer", &e))?;
+            .map_err(|e| bad("cannot answer the offer", &e))?;
         pc.set_local_description(answer)
             .await
-            .map_err(|e| fail("cannot answer the offer", &e))?;
+            .map_err(|e| bad("cannot answer the offer", &e))?;
         // Host candidates are there at once; STUN/TURN ones may take a
         // round trip. A viewer that needs more can trickle its own.
         let _ = tokio::time::timeout(options.gather, gathered.wait_for(|g| *g)).await;
         let answer = pc
             .local_description()
             .await
-            .ok_or_else(|| "no local description after answering".to_owned())?
+            .ok_or_else(|| AnswerError::Agent("no local description after answering".to_owned()))?
             .sdp;
-        Ok::<_, String>(Peer {
+        Ok::<_, AnswerError>(Peer {
             pc: pc.clone(),
             answer,
             state,
