@@ -14,6 +14,7 @@ use gstreamer_app as gst_app;
 use crate::error::CaptureError;
 use crate::frames::{feed_channel, Event};
 use crate::plan::{Branch, PipelinePlan, StreamKind};
+use crate::source::VideoCodecChoice;
 use crate::source::VideoSource;
 
 /// A pipeline and the appsinks it feeds frames from.
@@ -248,10 +249,11 @@ fn user_pipeline(video: &VideoSource, plan: &PipelinePlan, tx: &SyncSender<Event
         } else {
             have_audio = true;
         }
+        let description = reuse_parser(&pad, &branch.description);
         let (_, found) = attach_branch(
             &container,
             ghost.upcast_ref(),
-            &branch.description,
+            description.as_deref().unwrap_or(&branch.description),
             &branch_sinks(branch),
             tx,
         )?;
@@ -277,6 +279,27 @@ fn user_pipeline(video: &VideoSource, plan: &PipelinePlan, tx: &SyncSender<Event
         sinks: Sinks::Fixed(sinks),
         video_kind,
     })
+}
+
+/// The branch without its leading parser when `pad` comes out of that same
+/// parser (a user pipeline ending in `h264parse`, as passthrough ones do):
+/// the user's parser is told to repeat SPS/PPS instead. A second parser
+/// costs its NAL parser state (about 240 KB) and a frame adapter for
+/// nothing.
+fn reuse_parser(pad: &gst::Pad, description: &str) -> Option<String> {
+    let element = pad.parent_element()?;
+    let factory = element.factory()?;
+    for codec in [VideoCodecChoice::H264, VideoCodecChoice::H265] {
+        let chain = crate::encoder::parse_chain(codec);
+        let (parser, rest) = chain.split_once(" ! ")?;
+        let name = parser.split_whitespace().next()?;
+        if factory.name() == name && description.starts_with(chain) {
+            element.set_property("config-interval", -1i32);
+            // A bare caps string cannot start a bin description.
+            return Some(format!("capsfilter caps={rest}{}", &description[chain.len()..]));
+        }
+    }
+    None
 }
 
 /// Source pads of the bin's elements that nothing is linked to, in the

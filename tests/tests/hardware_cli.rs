@@ -96,6 +96,57 @@ fn a_user_pipeline_is_captured_and_encoded() {
     assert!((85..=92).contains(&packets), "{packets} frames in 3 s at 30 fps");
 }
 
+/// NAL unit types of an AVC (4-byte length-prefixed) access unit.
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 4 <= au.len() {
+        let len = u32::from_be_bytes(au[at..at + 4].try_into().unwrap()) as usize;
+        if let Some(b) = au.get(at + 4) {
+            types.push(b & 0x1f);
+        }
+        at += 4 + len;
+    }
+    types
+}
+
+#[test]
+fn a_passthrough_pipeline_ending_in_h264parse_keeps_sps_and_pps_before_every_idr() {
+    // Its own h264parse is told to repeat SPS/PPS (no second parser is
+    // added): every key frame must still carry them once, in band. The
+    // encoder is told not to repeat them itself, so only the parser can.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.mkv");
+    let o = run_agent(&[
+        "capture",
+        "--source",
+        "pipeline:videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+         ! x264enc key-int-max=30 tune=zerolatency option-string=repeat-headers=0 ! h264parse",
+        "--duration",
+        "3s",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = std::fs::read(&out).unwrap();
+    let mut r = fragmenter::mkv::MkvReader::default();
+    r.feed(&data);
+    r.finish();
+    let mut keys = 0;
+    while let Some(e) = r.next_event().unwrap() {
+        if let fragmenter::mkv::MkvEvent::Block(b) = e {
+            if b.keyframe {
+                keys += 1;
+                let types = nal_types(&b.data);
+                let count = |t: u8| types.iter().filter(|&&x| x == t).count();
+                assert_eq!((count(7), count(8)), (1, 1), "key frame {keys}: NAL types {types:?}");
+                assert!(types.contains(&5), "key frame {keys} without an IDR slice: {types:?}");
+            }
+        }
+    }
+    assert!(keys >= 3, "{keys} key frames in 3 s with one every second");
+}
+
 fn one_line_error(args: &[&str]) -> String {
     let o = run_agent(args);
     assert!(!o.status.success(), "expected failure for {args:?}");
