@@ -270,6 +270,40 @@ pub fn start_agent(config: &Path, port: u16) -> RunningAgent {
     panic!("edge-agent run did not answer /healthz on port {port}");
 }
 
+/// `../shared/data` (the real sensor captures), when it is there: tests
+/// that need it print `SKIPPED:` with the reason otherwise.
+pub fn shared_data() -> Option<PathBuf> {
+    let p = manifest_dir().join("../../shared/data");
+    p.is_dir().then_some(p)
+}
+
+/// `edge-agent replay PCAP` of the packets sent to `from_port`, to
+/// 127.0.0.1:`port`, at the capture's pace.
+pub fn replay_pcap(pcap: &Path, port: u16, from_port: u16) {
+    let o = run_agent(&[
+        "replay",
+        pcap.to_str().unwrap(),
+        "--to",
+        &format!("udp://127.0.0.1:{port}"),
+        "--from-port",
+        &from_port.to_string(),
+    ]);
+    assert!(
+        o.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A UDP port free on 127.0.0.1 a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Poll `f` every 200 ms until it holds; panic naming `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;

@@ -17,19 +17,6 @@ use hardware::sensor::pcap::{write_pcap, PcapReader};
 use hardware::sensor::unpack_packets;
 use hardware::sensor::velodyne::{build_data_packet, Channel, Model, ReturnMode};
 
-fn shared_data() -> Option<PathBuf> {
-    let p = manifest_dir().join("../../shared/data");
-    p.is_dir().then_some(p)
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_capture(source: &str, secs: u32, out: &Path) -> Child {
     Command::new(edge_agent())
         .args(["capture", "--source", source, "--duration", &format!("{secs}s"), "-o"])
@@ -72,22 +59,6 @@ fn sensor_blocks(mkv: &Path) -> (String, Vec<bytes::Bytes>) {
     (codec, blocks)
 }
 
-fn replay(pcap: &Path, port: u16, from_port: u16) {
-    let o = run_agent(&[
-        "replay",
-        pcap.to_str().unwrap(),
-        "--to",
-        &format!("udp://127.0.0.1:{port}"),
-        "--from-port",
-        &from_port.to_string(),
-    ]);
-    assert!(
-        o.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 #[test]
 fn ouster_pcap_replayed_into_capture_is_stored_byte_for_byte() {
     let Some(data) = shared_data() else {
@@ -106,7 +77,7 @@ fn ouster_pcap_replayed_into_capture_is_stored_byte_for_byte() {
         &out,
     );
     std::thread::sleep(Duration::from_millis(1200));
-    replay(&pcap, port, 7502);
+    replay_pcap(&pcap, port, 7502);
     let summary = finish(child);
     assert!(summary.contains("1 frame(s)"), "{summary}");
 
@@ -163,7 +134,7 @@ fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
     let port = free_udp_port();
     let child = spawn_capture(&format!("velodyne:udp://127.0.0.1:{port}"), 5, &out);
     std::thread::sleep(Duration::from_millis(1200));
-    replay(&pcap, port, 2368);
+    replay_pcap(&pcap, port, 2368);
     finish(child);
 
     let (codec, blocks) = sensor_blocks(&out);
@@ -311,9 +282,9 @@ fn a_recording_agent_serves_lidar_frames_as_points_for_the_ui() {
     .unwrap();
     let _agent = start_agent(&config, port);
     // Two bursts far enough apart that the first fragment closes.
-    replay(&pcap, udp, 2368);
+    replay_pcap(&pcap, udp, 2368);
     std::thread::sleep(Duration::from_millis(1500));
-    replay(&pcap, udp, 2368);
+    replay_pcap(&pcap, udp, 2368);
     wait_for("a stored lidar fragment", Duration::from_secs(20), || {
         matches!(http_get(port, "/api/sensors/lidar/frame"), Ok((200, _)))
     });

@@ -41,19 +41,6 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn shared_data() -> Option<PathBuf> {
-    let p = manifest_dir().join("../../shared/data");
-    p.is_dir().then_some(p)
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An agent recording the test camera (640×360, Opus audio) as `cam`, with
 /// talkback into `talk.wav` and the store, and optionally the Ouster LIDAR
 /// listening on `lidar_port`.
@@ -126,15 +113,7 @@ impl Replayer {
         let thread = std::thread::spawn(move || {
             let mut n = 0;
             while !s.load(Ordering::Relaxed) {
-                let o = run_agent(&[
-                    "replay",
-                    pcap.to_str().unwrap(),
-                    "--to",
-                    &format!("udp://127.0.0.1:{port}"),
-                    "--from-port",
-                    "7502",
-                ]);
-                assert!(o.status.success(), "replay: {}", String::from_utf8_lossy(&o.stderr));
+                replay_pcap(&pcap, port, 7502);
                 n += 1;
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -275,6 +254,15 @@ fn three_chromium_viewers_watch_talk_back_and_get_lidar_frames_over_whep() {
     assert!(metrics.contains("edge_agent_webrtc_sessions_total 3"), "{metrics}");
 }
 
+/// GStreamer's webrtcbin and libnice are there (else says SKIPPED).
+fn have_webrtcbin() -> bool {
+    let have = have_gst_element("webrtcbin") && have_gst_element("nicesrc");
+    if !have {
+        eprintln!("SKIPPED: GStreamer's webrtcbin or libnice is not installed");
+    }
+    have
+}
+
 fn gst_client(port: u16, seconds: u32) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_whep-gst-client"));
     c.args([
@@ -288,8 +276,7 @@ fn gst_client(port: u16, seconds: u32) -> Command {
 
 #[test]
 fn gstreamer_webrtcbin_receives_the_stream_and_a_vanished_viewer_is_dropped() {
-    if !have_gst_element("webrtcbin") || !have_gst_element("nicesrc") {
-        eprintln!("SKIPPED: GStreamer's webrtcbin or libnice is not installed");
+    if !have_webrtcbin() {
         return;
     }
     let _one = exclusive();
@@ -613,8 +600,7 @@ fn stun_server() -> (u16, Arc<std::sync::atomic::AtomicU32>, Arc<AtomicBool>) {
 
 #[test]
 fn configured_stun_servers_are_asked_for_candidates() {
-    if !have_gst_element("webrtcbin") || !have_gst_element("nicesrc") {
-        eprintln!("SKIPPED: GStreamer's webrtcbin or libnice is not installed");
+    if !have_webrtcbin() {
         return;
     }
     let _one = exclusive();

@@ -12,18 +12,13 @@
 // Output: {"ok":bool,"player":..,"played":seconds currentTime advanced,
 //          "width":..,"height":..,"fatal":[..],"errors":[..],
 //          "latency":seconds|null,"samples":[[wall_s,currentTime],..]}
-import { chromium } from 'playwright-core';
+import { launch, parseArgs } from './browser.mjs';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
-    return acc;
-  }, []),
-);
+const args = parseArgs();
 const origin = args.origin;
 const seconds = Number(args.seconds ?? 20);
 const player = args.player ?? 'hls';
@@ -37,16 +32,7 @@ const scripts = {
   dash: join(here, 'node_modules/dashjs/dist/modern/umd/dash.all.min.js'),
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // playwright gives every launch a fresh temporary profile itself.
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch();
 const result = { ok: false, player, played: 0, width: 0, height: 0, fatal: [], errors: [], latency: null, samples: [] };
 try {
   const page = await browser.newPage();

@@ -6,14 +6,9 @@
 //
 // Output: {"ok":bool,"watch":{"frames":n,"width":..,"height":..,"state":"connected",
 //          "latency":"latency 40 ms · RTT 1 ms"},"talk":{"state":..,"frames":n},"errors":[..]}
-import { chromium } from 'playwright-core';
+import { FAKE_MEDIA, launch, parseArgs } from './browser.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
-    return acc;
-  }, []),
-);
+const args = parseArgs();
 if (!args.origin) {
   console.error('usage: node ui-webrtc.mjs --origin URL [--seconds N] [--screenshot F]');
   process.exit(2);
@@ -27,16 +22,7 @@ const deadline = setTimeout(() => {
   process.exit(0);
 }, (seconds * 2 + 40) * 1000);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-  ],
-});
+const browser = await launch(FAKE_MEDIA);
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   page.on('pageerror', (e) => result.errors.push(`page: ${e.message}`));

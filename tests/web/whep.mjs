@@ -24,14 +24,9 @@
 // A global deadline (--seconds + 30 s) ends a wedged run with ok:false and
 // whatever the viewers had gathered. The exit code is 0 whenever the JSON
 // line was printed (2: bad usage).
-import { chromium } from 'playwright-core';
+import { FAKE_MEDIA, launch, parseArgs } from './browser.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => {
-    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1] && !all[i + 1].startsWith('--') ? all[i + 1] : 'true']);
-    return acc;
-  }, []),
-);
+const args = parseArgs();
 const origin = args.origin?.replace(/\/+$/, '');
 const stream = args.stream;
 const viewers = Number(args.viewers ?? 1);
@@ -85,24 +80,16 @@ const deadline = setTimeout(async () => {
 }, (seconds + 30) * 1000);
 
 try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      // playwright gives every launch a fresh temporary profile itself.
-      '--autoplay-policy=no-user-gesture-required',
+  browser = await launch([
       // The talkback microphone: Chromium's generated beep, granted without a prompt.
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      ...FAKE_MEDIA,
       // No --disable-features here (e.g. to offer real host addresses instead
       // of .local mDNS names): Chromium keeps only the last one, and this one
       // would drop playwright's own list. As a browser's offer, then.
       // getUserMedia needs a secure context; http://127.0.0.1 is one, an
       // agent on another address would not be.
       `--unsafely-treat-insecure-origin-as-secure=${origin}`,
-    ],
-  });
+  ]);
   page = await browser.newPage();
   page.on('pageerror', (e) => result.errors.push(`page: ${e.message}`));
   page.on('console', (m) => {
