@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod export;
 mod http;
+mod kvs;
 mod output;
 mod probe;
 mod replay;
