@@ -10,4 +10,5 @@
 
 pub mod ack;
 pub mod errors;
+pub mod ingest;
 pub mod timestamp;
