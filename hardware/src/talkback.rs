@@ -123,7 +123,6 @@ impl TalkbackPlayer {
         let out = sink.description().ok_or(TalkbackError::Disabled)?;
         let description = format!(
             "appsrc name=src is-live=true do-timestamp=true format=time \
-             caps=\"application/x-rtp,media=audio,clock-rate=48000,encoding-name=OPUS,payload=111\" \
              ! rtpjitterbuffer latency=60 ! rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample \
              ! {out}"
         );
@@ -140,9 +139,11 @@ impl TalkbackPlayer {
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| error("no appsrc".into()))?;
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| error(format!("cannot play: {e}")))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            // A busy sound card: release what did start.
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(error(format!("cannot play: {e}")));
+        }
         Ok(TalkbackPlayer {
             pipeline,
             src,
@@ -152,6 +153,21 @@ impl TalkbackPlayer {
 
     /// One RTP packet (header included) of Opus.
     pub fn push_rtp(&mut self, packet: &[u8]) {
+        if packet.len() < 12 {
+            return;
+        }
+        if self.packets == 0 {
+            // The caps name the payload type the viewer negotiated (111 in
+            // Chromium, 109 in Firefox): the jitter buffer drops packets
+            // of any other.
+            let caps = gst::Caps::builder("application/x-rtp")
+                .field("media", "audio")
+                .field("clock-rate", 48_000i32)
+                .field("encoding-name", "OPUS")
+                .field("payload", i32::from(packet[1] & 0x7f))
+                .build();
+            self.src.set_caps(Some(&caps));
+        }
         self.packets += 1;
         let _ = self.src.push_buffer(gst::Buffer::from_slice(packet.to_vec()));
     }
@@ -214,13 +230,14 @@ mod tests {
     #[test]
     fn opus_rtp_is_decoded_into_a_wav_file() {
         // Real Opus from GStreamer's own encoder and payloader, as a browser
-        // would send it, played into a file.
+        // would send it, played into a file. Payload type 109 is Firefox's:
+        // whatever the viewer negotiated is played.
         gst::init().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let wav = dir.path().join("talk.wav");
         let source = gst::parse::launch(
             "audiotestsrc num-buffers=50 samplesperbuffer=960 freq=440 ! audio/x-raw,rate=48000,channels=2 \
-             ! opusenc ! rtpopuspay pt=111 ! appsink name=out sync=false",
+             ! opusenc ! rtpopuspay pt=109 ! appsink name=out sync=false",
         )
         .unwrap()
         .downcast::<gst::Pipeline>()

@@ -206,7 +206,6 @@ pub struct AckReader {
     depth: usize,
     in_string: bool,
     escaped: bool,
-    too_long: bool,
     stray: usize,
 }
 
@@ -227,7 +226,6 @@ impl AckReader {
                         self.depth = 1;
                         self.obj.clear();
                         self.obj.push(b);
-                        self.too_long = false;
                     }
                     // Separators the service or a proxy may put between
                     // objects.
@@ -236,11 +234,17 @@ impl AckReader {
                 }
                 continue;
             }
-            if self.obj.len() < MAX_ACK {
-                self.obj.push(b);
-            } else {
-                self.too_long = true;
+            if self.obj.len() == MAX_ACK {
+                // An unbalanced quote or brace would otherwise swallow every
+                // later ACK: give the object up and look for the next `{`.
+                out.push(Err(AckError::TooLong));
+                self.obj.clear();
+                self.depth = 0;
+                self.in_string = false;
+                self.escaped = false;
+                continue;
             }
+            self.obj.push(b);
             if self.in_string {
                 match b {
                     _ if self.escaped => self.escaped = false,
@@ -256,11 +260,7 @@ impl AckReader {
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
-                        out.push(if self.too_long {
-                            Err(AckError::TooLong)
-                        } else {
-                            Ack::parse(&self.obj)
-                        });
+                        out.push(Ack::parse(&self.obj));
                         self.obj.clear();
                     }
                 }
@@ -369,7 +369,15 @@ mod tests {
         );
         let out = read(&[long.as_bytes()]);
         assert_eq!(out[0], Err(AckError::TooLong));
-        assert_eq!(out[1].as_ref().unwrap().kind, AckKind::Idle);
+        assert!(matches!(out[1], Err(AckError::Stray(_))), "{out:?}");
+        assert_eq!(out[2].as_ref().unwrap().kind, AckKind::Idle);
+        // An unclosed string does not swallow the ACKs after it.
+        let mut broken = br#"{"EventType":"IDLE","x":"oops}"#.to_vec();
+        broken.extend(std::iter::repeat_n(b'\n', MAX_ACK));
+        broken.extend_from_slice(br#"{"EventType":"RECEIVED"}"#);
+        let out = read(&[&broken]);
+        assert_eq!(out[0], Err(AckError::TooLong), "{out:?}");
+        assert_eq!(out.last().unwrap().as_ref().unwrap().kind, AckKind::Received, "{out:?}");
         let cut = read(&[br#"{"EventType":"IDL"#]);
         assert_eq!(
             cut,

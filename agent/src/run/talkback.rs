@@ -197,9 +197,12 @@ impl Recorder {
 
 /// Capture times for talkback frames: the arrival time of the first
 /// packet, then the sender's RTP clock, so network jitter does not make
-/// the stored timestamps wobble (or go backwards).
+/// the stored timestamps wobble (or go backwards). Each step is measured
+/// from the packet before, so the 32-bit clock can wrap any number of
+/// times in a long conversation.
 #[derive(Default)]
 struct RtpClock {
+    /// The newest packet's RTP timestamp and time.
     base: Option<(u32, Timestamp)>,
     last: Option<Timestamp>,
 }
@@ -207,11 +210,14 @@ struct RtpClock {
 impl RtpClock {
     fn pts(&mut self, ts: u32) -> Timestamp {
         let (ts0, t0) = *self.base.get_or_insert((ts, hardware::now()));
-        // Wrapping difference: packets a little out of order come out
-        // slightly before their predecessor and are nudged forward.
+        // Wrapping difference: a packet a little out of order comes out
+        // slightly before its predecessor and is nudged forward.
         let ticks = ts.wrapping_sub(ts0) as i32;
         let ns = i128::from(ticks) * 1_000_000_000 / 48_000;
         let mut t = Timestamp::from_nanos((i128::from(t0.as_nanos()) + ns).max(0) as u64);
+        if ticks > 0 {
+            self.base = Some((ts, t));
+        }
         if let Some(last) = self.last {
             if t <= last {
                 t = last + Duration::from_nanos(1);
@@ -281,5 +287,20 @@ mod tests {
         // A late packet from before: nudged after the last.
         let late = c.pts(u32::MAX - 479);
         assert!(late > t0 + Duration::from_millis(20), "a late packet went back in time");
+        // Hours of talk: 20 ms steps across more than 2^31 ticks (12.4 h).
+        let mut c = RtpClock::default();
+        let first = c.pts(0);
+        let mut ts = 0u32;
+        for _ in 0..(1u64 << 32) / 960 + 10 {
+            ts = ts.wrapping_add(960);
+            c.pts(ts);
+        }
+        let steps = (1u64 << 32) / 960 + 10;
+        let expected = Duration::from_millis(20 * steps);
+        let got = c.last.unwrap().saturating_since(first);
+        assert!(
+            got.abs_diff(expected) < Duration::from_millis(1),
+            "{got:?} vs {expected:?}"
+        );
     }
 }

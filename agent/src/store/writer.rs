@@ -664,8 +664,11 @@ impl StreamWriter {
     /// record header, and without the index and trailer a failed
     /// `finish_record` may have left pending.
     fn payload_so_far(&self) -> io::Result<Vec<Bytes>> {
-        let (Some(open), Some(seg)) = (self.open.as_ref(), self.seg.as_ref()) else {
+        let Some(open) = self.open.as_ref() else {
             return Ok(Vec::new());
+        };
+        let Some(seg) = self.seg.as_ref() else {
+            return Err(io::Error::other("the open fragment has no segment to read back"));
         };
         let mut chunks = Vec::new();
         if seg.written_len > open.offset {
@@ -695,6 +698,16 @@ impl StreamWriter {
                 "{} bytes of the open fragment are neither in the segment nor pending",
                 keep
             )));
+        }
+        // After a failed fdatasync the page cache may no longer hold what
+        // was written (fsyncgate): store the fragment only if what came back
+        // is what the checksum and index describe.
+        let mut crc = crc32fast::Hasher::new();
+        out.iter().for_each(|c| crc.update(c));
+        if crc.finalize() != open.crc.clone().finalize() {
+            return Err(io::Error::other(
+                "the open fragment read back from its segment does not match its checksum",
+            ));
         }
         Ok(out)
     }

@@ -267,6 +267,39 @@ impl Whep {
             stats,
             stop: stop_rx,
         });
+        // Answered in a task of its own: if the viewer's HTTP request goes
+        // away mid-answer (the handler future is dropped), the session is
+        // still either started or ended, never left holding its slot and
+        // a peer connection.
+        let (me, sid, name) = (self.clone(), id.clone(), stream.to_owned());
+        let task = tokio::spawn(async move { me.answer_and_run(sid, name, offer, shared).await });
+        let answer = match task.await {
+            Ok(r) => r?,
+            Err(e) => {
+                self.end(&id);
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, format!("answering failed: {e}")));
+            }
+        };
+        let mut r = respond(StatusCode::CREATED, answer, "application/sdp");
+        let location = format!("/whep/{stream}/{id}");
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+            r.headers_mut().insert("etag", v);
+        }
+        Ok(r)
+    }
+
+    /// Answer `offer` for session `id`, start the session's task, and return
+    /// the answer SDP.
+    async fn answer_and_run(
+        self: Arc<Self>,
+        id: String,
+        stream: String,
+        offer: offer::Offer,
+        shared: Arc<Shared>,
+    ) -> Result<String, Refusal> {
         let peer = match session::answer(&offer, shared.clone(), &self.options).await {
             Ok(p) => p,
             Err(e) => {
@@ -280,28 +313,27 @@ impl Whep {
         };
         let answer = peer.answer.clone();
         tracing::debug!(offer = %offer.sdp, answer = %answer, "WHEP negotiation");
-        match self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
-            Some(s) => s.pc = Some(peer.pc.clone()),
+        let attached = match self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+            Some(s) => {
+                s.pc = Some(peer.pc.clone());
+                true
+            }
+            None => false,
+        };
+        if !attached {
             // Hung up (or the agent stopping) while answering.
-            None => return Err((StatusCode::GONE, "the session ended while it was being answered".into())),
+            let _ = peer.pc.close().await;
+            return Err((StatusCode::GONE, "the session ended while it was being answered".into()));
         }
         self.totals.sessions.fetch_add(1, Ordering::Relaxed);
         info!(stream, session = %id, talkback = offer.talkback, "WHEP viewer answered");
-        let (me, sid, name, options) = (self.clone(), id.clone(), stream.to_owned(), self.options.clone());
+        let options = self.options.clone();
         tokio::spawn(async move {
             let why = session::run(peer, shared, options).await;
-            let lasted = me.end(&sid);
-            info!(stream = name, session = %sid, why, seconds = lasted.map(|d| d.as_secs_f64()), "WHEP viewer gone");
+            let lasted = self.end(&id);
+            info!(stream, session = %id, why, seconds = lasted.map(|d| d.as_secs_f64()), "WHEP viewer gone");
         });
-        let mut r = respond(StatusCode::CREATED, answer, "application/sdp");
-        let location = format!("/whep/{stream}/{id}");
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            r.headers_mut().insert(LOCATION, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
-            r.headers_mut().insert("etag", v);
-        }
-        Ok(r)
+        Ok(answer)
     }
 
     fn select_sensors(&self, query: Option<&str>) -> Result<Vec<Arc<feed::StreamFeed>>, Refusal> {

@@ -345,8 +345,12 @@ pub(crate) async fn run(peer: Peer, shared: Arc<Shared>, options: WebRtcOptions)
     let mut stop = shared.stop.clone();
     // Connected within the limit, or the viewer never came.
     let connected = tokio::select! {
-        r = tokio::time::timeout(options.connect, state.wait_for(|s| *s == RTCPeerConnectionState::Connected)) => {
-            matches!(r, Ok(Ok(_)))
+        // Failed or Closed end the wait too: the viewer is not coming.
+        r = tokio::time::timeout(options.connect, state.wait_for(|s| matches!(
+            s,
+            RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        ))) => {
+            matches!(r, Ok(Ok(s)) if *s == RTCPeerConnectionState::Connected)
         }
         _ = stop.wait_for(|s| *s) => false,
     };
