@@ -623,3 +623,70 @@ fn configured_stun_servers_are_asked_for_candidates() {
     println!("the STUN server answered {n} binding request(s)");
     assert!(n >= 1, "the agent never asked the configured STUN server");
 }
+
+#[test]
+fn talkback_in_progress_is_stored_up_to_a_sigterm() {
+    let _one = exclusive();
+    npm_ci();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = config(dir.path(), port, None);
+    let mut agent = start_agent(&config, port);
+    wait_for("the camera recording", Duration::from_secs(20), || {
+        stream(&streams(port), "cam").is_some_and(|s| s["fragments"].as_u64() > Some(0))
+    });
+    // A viewer that keeps talking until the agent goes away.
+    let mut viewer = Command::new("node")
+        .arg(web_dir().join("whep.mjs"))
+        .args([
+            "--origin",
+            &format!("http://127.0.0.1:{port}"),
+            "--stream",
+            "cam",
+            "--talkback",
+            "--seconds",
+            "30",
+        ])
+        .current_dir(web_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("three seconds of talkback", Duration::from_secs(30), || {
+        stream(&streams(port), "cam").is_some_and(|s| s["webrtc"]["talkback_packets"].as_u64() > Some(150))
+    });
+    let term_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ok = Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+    let stopped = Instant::now();
+    while agent.child.try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "the agent did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+    // Started again on the same store: the talkback is there up to the end.
+    let _agent = start_agent(&config, port);
+    let api = streams(port);
+    let talk = stream(&api, "cam.talkback").unwrap_or_else(|| panic!("no talkback stored: {api}"));
+    let newest = talk["newest"]["ms"].as_u64().unwrap();
+    println!(
+        "talkback stored up to {} ms before SIGTERM ({} fragments)",
+        term_ms as i64 - newest as i64,
+        talk["fragments"]
+    );
+    assert!(
+        newest + 1000 >= term_ms,
+        "talkback lost: stored up to {newest}, SIGTERM at {term_ms}"
+    );
+}

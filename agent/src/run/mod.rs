@@ -158,6 +158,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         .block_on(TcpListener::bind(listen))
         .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
 
+    let mut talkback_outputs = None;
     let whep = if config.webrtc.enabled {
         let talkback = config
             .streams
@@ -175,10 +176,12 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 })
             })
             .collect::<Result<HashMap<_, _>>>()?;
+        let outputs = Arc::new(Talkback::new(talkback, store.clone()));
+        talkback_outputs = Some(outputs.clone());
         Some(Whep::new(
             Arc::new(Feeds::new()),
             webrtc_options(&config, listen)?,
-            Some(Arc::new(Talkback::new(talkback, store.clone()))),
+            Some(outputs),
         ))
     } else {
         None
@@ -250,6 +253,10 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         let _ = server.await;
         let _ = retention.await;
     });
+    // Viewers were told to hang up: let talkback store its last fragment.
+    if let Some(t) = &talkback_outputs {
+        t.finish(Duration::from_secs(5));
+    }
     stop.store(true, Ordering::Relaxed);
     for r in recorders {
         r.join();

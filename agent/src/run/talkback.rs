@@ -9,7 +9,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fragmenter::media::{AudioCodec, AudioTrack};
@@ -39,6 +40,28 @@ pub struct Talkback {
     streams: HashMap<String, TalkbackConfig>,
     talking: Arc<Mutex<HashSet<String>>>,
     store: Store,
+    /// Recorder threads and players finishing: joined at shutdown so the
+    /// last talkback fragment is stored and the WAV file complete.
+    threads: Threads,
+}
+
+type Threads = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+fn keep(threads: &Threads, t: JoinHandle<()>) {
+    let mut all = threads.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|t| !t.is_finished());
+    all.push(t);
+}
+
+/// Finish a player off the async runtime (draining takes up to 2 s).
+fn finish_player(threads: &Threads, player: TalkbackPlayer) {
+    match std::thread::Builder::new()
+        .name("talkback-end".into())
+        .spawn(move || player.finish())
+    {
+        Ok(t) => keep(threads, t),
+        Err(e) => warn!(error = %e, "cannot start a thread to finish talkback; it is cut short"),
+    }
 }
 
 impl Talkback {
@@ -48,6 +71,25 @@ impl Talkback {
             streams,
             talking: Arc::default(),
             store,
+            threads: Arc::default(),
+        }
+    }
+
+    /// At shutdown, after every viewer was told to hang up: wait (up to
+    /// `timeout`) for the talkers to stop, then for their outputs to finish.
+    pub fn finish(&self, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until && !self.talking.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            let _ = t.join();
         }
     }
 }
@@ -76,13 +118,25 @@ impl TalkbackOutputs for Talkback {
             sink => Some(TalkbackPlayer::start(sink).map_err(|e| e.to_string())?),
         };
         let recorder = if config.record {
-            Some(Recorder::start(self.store.clone(), format!("{stream}.talkback")).map_err(|e| format!("{e:#}"))?)
+            match Recorder::start(self.store.clone(), format!("{stream}.talkback")) {
+                Ok((r, t)) => {
+                    keep(&self.threads, t);
+                    Some(r)
+                }
+                Err(e) => {
+                    if let Some(p) = player {
+                        finish_player(&self.threads, p);
+                    }
+                    return Err(format!("{e:#}"));
+                }
+            }
         } else {
             None
         };
         Ok(Box::new(Output {
             player,
             recorder,
+            threads: self.threads.clone(),
             _release: release,
         }))
     }
@@ -106,6 +160,7 @@ impl Drop for Release {
 struct Output {
     player: Option<TalkbackPlayer>,
     recorder: Option<Recorder>,
+    threads: Threads,
     _release: Release,
 }
 
@@ -125,7 +180,7 @@ impl Drop for Output {
         // Finishing waits for the sink to drain (a WAV header, the last
         // fragment): not on the async runtime's threads.
         if let Some(p) = self.player.take() {
-            std::thread::spawn(move || p.finish());
+            finish_player(&self.threads, p);
         }
     }
 }
@@ -137,7 +192,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(store: Store, name: String) -> anyhow::Result<Self> {
+    fn start(store: Store, name: String) -> anyhow::Result<(Self, JoinHandle<()>)> {
         let track = Track::new(
             TrackId::new(1)?,
             "talkback",
@@ -151,7 +206,7 @@ impl Recorder {
         let mut fragmenter = Fragmenter::new(&tracks, FragmentPolicy::new(RECORD_FRAGMENT)?)?;
         let mut writer = store.open_stream(&name, &tracks, false)?;
         let (tx, rx) = mpsc::channel::<Bytes>();
-        std::thread::Builder::new().name("talkback-rec".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("talkback-rec".into()).spawn(move || {
             let mut clock = RtpClock::default();
             let mut events = Vec::new();
             let (mut frames, mut refused, mut not_rtp) = (0u64, 0u64, 0u64);
@@ -191,7 +246,7 @@ impl Recorder {
             let _ = writer.close();
             info!(stream = name, frames, refused, not_rtp, "talkback recording closed");
         })?;
-        Ok(Recorder { tx })
+        Ok((Recorder { tx }, thread))
     }
 }
 
