@@ -36,12 +36,14 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The limits the fragmenter already cuts to, so the gateway accepts
+    /// exactly what our own uploader sends.
     fn default() -> Self {
         Limits {
-            fragment_bytes: 50 * 1024 * 1024,
-            fragment_duration: Duration::from_secs(20),
-            tracks: 3,
-            tags: 10,
+            fragment_bytes: fragmenter::fragment::MAX_FRAGMENT_BYTES as u64,
+            fragment_duration: fragmenter::fragment::MAX_FRAGMENT_DURATION,
+            tracks: usize::from(fragmenter::TrackId::MAX_TRACKS),
+            tags: fragmenter::fragment::MAX_METADATA_PER_FRAGMENT,
         }
     }
 }

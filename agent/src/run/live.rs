@@ -19,6 +19,8 @@ enum Convert {
         decoder: Box<FrameDecoder>,
         velocity: bool,
         seq: u32,
+        /// Reused frame to frame (a rotation is tens of thousands of points).
+        decoded: Vec<hardware::sensor::points::Point>,
     },
     /// WebRTC does not carry it (AAC, G.711, H.265).
     Skip,
@@ -60,6 +62,7 @@ impl LivePublisher {
                             decoder: Box::new(d),
                             velocity: t.kind() == TrackKind::Radar,
                             seq: 0,
+                            decoded: Vec::new(),
                         },
                         Err(e) => {
                             debug!(track = t.name, error = %e, "sensor track not decodable for WebRTC");
@@ -95,25 +98,25 @@ impl LivePublisher {
                 }
             },
             Convert::Opus => LivePayload::Opus(frame.data.clone()),
-            Convert::Points { decoder, velocity, seq } => {
-                let decoded = match decoder.decode(&frame.data) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        debug!(error = %e, "sensor frame not sent to viewers");
-                        return;
-                    }
-                };
-                let pts: Vec<points::Point> = decoded
-                    .iter()
-                    .map(|p| [p.x, p.y, p.z, p.intensity_or_velocity])
-                    .collect();
+            Convert::Points {
+                decoder,
+                velocity,
+                seq,
+                decoded,
+            } => {
+                decoded.clear();
+                if let Err(e) = decoder.decode_into(&frame.data, decoded) {
+                    debug!(error = %e, "sensor frame not sent to viewers");
+                    return;
+                }
                 *seq = seq.wrapping_add(1);
                 let messages = points::pack(
                     self.feed.index(),
                     *seq,
                     frame.pts.as_nanos() as f64 / 1e6,
                     *velocity,
-                    &pts,
+                    decoded,
+                    |p| [p.x, p.y, p.z, p.intensity_or_velocity],
                 );
                 LivePayload::Points(messages.into())
             }

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use fragmenter::media::{AudioCodec, AudioTrack};
 use fragmenter::{FragmentPolicy, Fragmenter, Frame, Timestamp, Track, TrackId};
 use hardware::talkback::{TalkbackPlayer, TalkbackSink};
-use playback::webrtc::talkback::{TalkbackOutput, TalkbackOutputs};
+use playback::webrtc::talkback::{TalkbackOutput, TalkbackOutputs, TalkbackPacket};
 use tracing::{info, warn};
 
 use crate::store::Store;
@@ -165,12 +165,12 @@ struct Output {
 }
 
 impl TalkbackOutput for Output {
-    fn push_rtp(&mut self, packet: Bytes) {
+    fn push(&mut self, packet: TalkbackPacket) {
         if let Some(p) = self.player.as_mut() {
-            p.push_rtp(&packet);
+            p.push_rtp(&packet.rtp);
         }
         if let Some(r) = &self.recorder {
-            let _ = r.tx.send(packet);
+            let _ = r.tx.send((packet.timestamp, packet.payload));
         }
     }
 }
@@ -188,7 +188,8 @@ impl Drop for Output {
 /// Stores talkback RTP as Opus frames, on its own thread (the store's
 /// writes and fsyncs block).
 struct Recorder {
-    tx: mpsc::Sender<Bytes>,
+    /// (RTP timestamp, Opus packet).
+    tx: mpsc::Sender<(u32, Bytes)>,
 }
 
 impl Recorder {
@@ -205,16 +206,12 @@ impl Recorder {
         let tracks = vec![track];
         let mut fragmenter = Fragmenter::new(&tracks, FragmentPolicy::new(RECORD_FRAGMENT)?)?;
         let mut writer = store.open_stream(&name, &tracks, false)?;
-        let (tx, rx) = mpsc::channel::<Bytes>();
+        let (tx, rx) = mpsc::channel::<(u32, Bytes)>();
         let thread = std::thread::Builder::new().name("talkback-rec".into()).spawn(move || {
             let mut clock = RtpClock::default();
             let mut events = Vec::new();
-            let (mut frames, mut refused, mut not_rtp) = (0u64, 0u64, 0u64);
-            for packet in rx {
-                let Some((ts, payload)) = opus_payload(&packet) else {
-                    not_rtp += 1;
-                    continue;
-                };
+            let (mut frames, mut refused) = (0u64, 0u64);
+            for (ts, payload) in rx {
                 let pts = clock.pts(ts);
                 let frame = Frame {
                     track: tracks[0].id,
@@ -244,7 +241,7 @@ impl Recorder {
                 let _ = writer.write(&ev);
             }
             let _ = writer.close();
-            info!(stream = name, frames, refused, not_rtp, "talkback recording closed");
+            info!(stream = name, frames, refused, "talkback recording closed");
         })?;
         Ok((Recorder { tx }, thread))
     }
@@ -283,55 +280,9 @@ impl RtpClock {
     }
 }
 
-/// The RTP timestamp and payload of an RTP packet, if it is one.
-fn opus_payload(packet: &Bytes) -> Option<(u32, Bytes)> {
-    let b = packet.as_ref();
-    if b.len() < 12 || b[0] >> 6 != 2 {
-        return None;
-    }
-    let csrc = usize::from(b[0] & 0x0f) * 4;
-    let mut at = 12 + csrc;
-    if b[0] & 0x10 != 0 {
-        let ext = b.get(at + 2..at + 4)?;
-        at += 4 + usize::from(u16::from_be_bytes([ext[0], ext[1]])) * 4;
-    }
-    let mut end = b.len();
-    if b[0] & 0x20 != 0 {
-        end = end.checked_sub(usize::from(*b.last()?))?;
-    }
-    if at >= end {
-        return None;
-    }
-    let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-    Some((ts, packet.slice(at..end)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rtp_headers_extensions_and_padding_are_stripped() {
-        let mut p = vec![0x80, 111, 0, 1, 0, 0, 0x03, 0xc0, 1, 2, 3, 4];
-        p.extend_from_slice(b"opus");
-        assert_eq!(
-            opus_payload(&Bytes::from(p.clone())),
-            Some((960, Bytes::from_static(b"opus")))
-        );
-        // Extension of one word, and two bytes of padding.
-        let mut q = vec![0xb0, 111, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 0xbe, 0xde, 0, 1, 9, 9, 9, 9];
-        q.extend_from_slice(b"ok");
-        q.extend_from_slice(&[0, 2]);
-        assert_eq!(opus_payload(&Bytes::from(q)), Some((1, Bytes::from_static(b"ok"))));
-        assert_eq!(opus_payload(&Bytes::from_static(&[0x80, 111, 0])), None);
-        assert_eq!(
-            opus_payload(&Bytes::from_static(&[0x40; 20])),
-            None,
-            "not RTP version 2"
-        );
-        let header_only = &p[..12];
-        assert_eq!(opus_payload(&Bytes::copy_from_slice(header_only)), None);
-    }
 
     #[test]
     fn talkback_times_follow_the_rtp_clock_and_never_go_back() {

@@ -236,6 +236,7 @@ impl Whep {
         let sensors = self.select_sensors(query)?;
         let body = read_body(req, offer::MAX_OFFER).await?;
         let offer = offer::check(&body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let stats = Arc::<SessionStats>::default();
         let (id, stop_rx) = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             if sessions.len() >= self.options.max_viewers {
@@ -252,14 +253,13 @@ impl Whep {
                     stream: stream.to_owned(),
                     pc: None,
                     stop,
-                    stats: Arc::default(),
+                    stats: stats.clone(),
                     talkback: offer.talkback,
                     started: Instant::now(),
                 },
             );
             (id, stop_rx)
         };
-        let stats = self.session_stats(&id).unwrap_or_default();
         let shared = Arc::new(Shared {
             feed,
             sensors,
@@ -358,7 +358,9 @@ impl Whep {
     }
 
     async fn patch(&self, stream: &str, id: &str, req: Request<Incoming>) -> Result<(), Refusal> {
-        self.check_session(stream, id)?;
+        let pc = self
+            .session_of(stream, id, |s| s.pc.clone())?
+            .ok_or_else(|| (StatusCode::CONFLICT, "the session is not answered yet".to_owned()))?;
         let body = read_body(req, 16 * 1024).await?;
         let text = std::str::from_utf8(&body).map_err(|_| {
             (
@@ -375,13 +377,6 @@ impl Whep {
             .lines()
             .find_map(|l| l.trim().strip_prefix("a=mid:"))
             .map(str::to_owned);
-        let pc = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .and_then(|s| s.pc.clone())
-            .ok_or_else(|| (StatusCode::CONFLICT, "the session is not answered yet".to_owned()))?;
         for c in candidates {
             let init = webrtc::peer_connection::RTCIceCandidateInit {
                 candidate: c.to_owned(),
@@ -396,10 +391,11 @@ impl Whep {
         Ok(())
     }
 
-    fn check_session(&self, stream: &str, id: &str) -> Result<(), Refusal> {
+    /// `f` of session `id` of `stream`, or 404.
+    fn session_of<T>(&self, stream: &str, id: &str, f: impl FnOnce(&Session) -> T) -> Result<T, Refusal> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match sessions.get(id) {
-            Some(s) if s.stream == stream => Ok(()),
+            Some(s) if s.stream == stream => Ok(f(s)),
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no WHEP session {id:?} on stream {stream:?}"),
@@ -408,7 +404,7 @@ impl Whep {
     }
 
     fn delete(&self, stream: &str, id: &str) -> Result<(), Refusal> {
-        self.check_session(stream, id)?;
+        self.session_of(stream, id, |_| ())?;
         self.end(id);
         Ok(())
     }
@@ -418,14 +414,6 @@ impl Whep {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id)?;
         let _ = s.stop.send(true);
         Some(s.started.elapsed())
-    }
-
-    fn session_stats(&self, id: &str) -> Option<Arc<SessionStats>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .map(|s| s.stats.clone())
     }
 
     /// Viewers and counters per stream, for `/api/streams` and metrics.

@@ -41,8 +41,16 @@ fn cm(v: f32) -> i16 {
     (v * 100.0).round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16
 }
 
-/// `points` of one frame as messages.
-pub fn pack(sensor: u8, seq: u32, pts_ms: f64, velocity: bool, points: &[Point]) -> Vec<Bytes> {
+/// `points` of one frame as messages; `xyzv` reads a point as metres and
+/// intensity or velocity (so a decoder's own point type needs no copy).
+pub fn pack<P>(
+    sensor: u8,
+    seq: u32,
+    pts_ms: f64,
+    velocity: bool,
+    points: &[P],
+    xyzv: impl Fn(&P) -> Point,
+) -> Vec<Bytes> {
     let chunks = points.len().div_ceil(PER_MESSAGE).max(1);
     let count = u16::try_from(chunks).unwrap_or(u16::MAX);
     (0..usize::from(count))
@@ -58,7 +66,7 @@ pub fn pack(sensor: u8, seq: u32, pts_ms: f64, velocity: bool, points: &[Point])
             m.put_u32_le(seq);
             m.put_u32_le(part.len() as u32);
             m.put_f64_le(pts_ms);
-            for p in part {
+            for p in part.iter().map(&xyzv) {
                 m.put_i16_le(cm(p[0]));
                 m.put_i16_le(cm(p[1]));
                 m.put_i16_le(cm(p[2]));
@@ -87,7 +95,7 @@ mod tests {
         let points: Vec<Point> = (0..PER_MESSAGE + 3)
             .map(|i| [i as f32 * 0.01, -1.5, 0.25, 7.0])
             .collect();
-        let msgs = pack(2, 41, 1_700_000_000_123.0, false, &points);
+        let msgs = pack(2, 41, 1_700_000_000_123.0, false, &points, |p| *p);
         assert_eq!(msgs.len(), 2);
         let (a, b) = (&msgs[0], &msgs[1]);
         assert_eq!((a[0], a[1], le16(a, 2), le16(a, 4), le16(a, 6)), (POINTS, 2, 0, 2, 0));
@@ -104,7 +112,7 @@ mod tests {
 
     #[test]
     fn velocities_are_centimetres_per_second_and_extremes_saturate() {
-        let msgs = pack(0, 0, 0.0, true, &[[1e6, f32::NAN, -1e6, -2.5]]);
+        let msgs = pack(0, 0, 0.0, true, &[[1e6, f32::NAN, -1e6, -2.5]], |p| *p);
         let v: Vec<i16> = msgs[0][HEADER..]
             .chunks(2)
             .map(|c| i16::from_le_bytes([c[0], c[1]]))
@@ -115,7 +123,7 @@ mod tests {
 
     #[test]
     fn an_empty_frame_is_one_message_with_no_points() {
-        let msgs = pack(0, 5, 1.0, false, &[]);
+        let msgs = pack(0, 5, 1.0, false, &[] as &[Point], |p| *p);
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].len(), HEADER);
         assert_eq!(le16(&msgs[0], 4), 1);

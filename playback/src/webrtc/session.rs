@@ -28,7 +28,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::feed::{FeedKind, LivePayload, StreamFeed};
-use super::talkback::TalkbackOutputs;
+use super::talkback::{TalkbackOutputs, TalkbackPacket};
 use super::{random_u64, WebRtcOptions};
 use crate::webrtc::rtcp::{KeyFrameRequests, SLOT};
 
@@ -543,9 +543,13 @@ async fn run_talkback(track: Arc<dyn TrackRemote>, shared: Arc<Shared>) {
                         }
                     }
                 }
-                if let (Some(o), Ok(bytes)) = (output.as_mut(), packet.marshal()) {
+                if let (Some(o), Ok(rtp)) = (output.as_mut(), packet.marshal()) {
                     shared.stats.talkback_packets.fetch_add(1, Ordering::Relaxed);
-                    o.push_rtp(bytes.freeze());
+                    o.push(TalkbackPacket {
+                        rtp: rtp.freeze(),
+                        timestamp: packet.header.timestamp,
+                        payload: packet.payload.clone(),
+                    });
                 }
             }
             Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) | None => break,

@@ -12,10 +12,22 @@ pub trait TalkbackOutputs: Send + Sync {
     fn open(&self, stream: &str) -> Result<Box<dyn TalkbackOutput>, String>;
 }
 
+/// One RTP packet of Opus (RFC 7587) from a viewer, as received and as the
+/// WebRTC stack already parsed it.
+#[derive(Clone, Debug)]
+pub struct TalkbackPacket {
+    /// The whole packet, header included (a jitter buffer reorders and
+    /// times packets by it).
+    pub rtp: Bytes,
+    /// Its RTP timestamp (48 kHz).
+    pub timestamp: u32,
+    /// Its payload: one Opus packet.
+    pub payload: Bytes,
+}
+
 /// One viewer's talkback while it lasts; dropping it ends the output
 /// cleanly (a WAV file gets its header, a recording its last fragment).
 pub trait TalkbackOutput: Send {
-    /// One RTP packet of Opus (RFC 7587) as received, header included:
-    /// the output's jitter buffer reorders and times them.
-    fn push_rtp(&mut self, packet: Bytes);
+    /// The next packet.
+    fn push(&mut self, packet: TalkbackPacket);
 }
