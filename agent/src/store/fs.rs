@@ -76,7 +76,6 @@ impl AppendFile for RealFile {
     fn append_all(&mut self, bufs: &[Bytes]) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
-        IoSlice::advance_slices(&mut rest, 0);
         while !rest.is_empty() {
             match self.0.write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
