@@ -65,6 +65,8 @@ pub struct StoreSection {
     pub delete_after_upload: bool,
     /// Keep at least this much disk free.
     pub min_free_mb: u64,
+    /// Recent frames kept in memory per stream for readers at the live edge.
+    pub live_buffer_kb: u32,
 }
 
 impl Default for StoreSection {
@@ -76,6 +78,7 @@ impl Default for StoreSection {
             on_full: "DELETE_OLDEST_MEDIA".into(),
             delete_after_upload: false,
             min_free_mb: 512,
+            live_buffer_kb: 512,
         }
     }
 }
@@ -352,6 +355,13 @@ impl Config {
                 "expected \"DELETE_OLDEST_MEDIA\" or \"DENY_NEW_MEDIA\"",
             );
         }
+        if !(64..=65_536).contains(&self.store.live_buffer_kb) {
+            bad(
+                "store.live_buffer_kb".into(),
+                self.store.live_buffer_kb.to_string(),
+                "expected 64 to 65536",
+            );
+        }
         if self.store.max_age_hours == 0 {
             bad("store.max_age_hours".into(), "0".into(), "expected at least 1 hour");
         }
@@ -576,6 +586,8 @@ mod tests {
             e.contains("store.on_full = \"PANIC\"") && e.contains("DENY_NEW_MEDIA"),
             "{e}"
         );
+        let e = errors("[store]\nlive_buffer_kb = 8\n");
+        assert!(e.contains("store.live_buffer_kb = 8: expected 64 to 65536"), "{e}");
         let e = errors("[http]\nlisten = \"localhost\"\n");
         assert!(
             e.contains("http.listen = \"localhost\"") && e.contains("IP:PORT"),

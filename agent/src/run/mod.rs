@@ -42,6 +42,7 @@ pub fn store_config(config: &Config) -> Result<StoreConfig> {
         on_full,
         delete_after_upload: s.delete_after_upload,
         min_free_mb: s.min_free_mb,
+        live_buffer_bytes: s.live_buffer_kb as usize * 1024,
         ..StoreConfig::new(s.path.clone())
     })
 }
