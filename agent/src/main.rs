@@ -8,6 +8,7 @@ mod capture;
 mod cli;
 mod config;
 mod export;
+mod gio_types;
 mod http;
 mod kvs;
 mod output;

@@ -117,6 +117,15 @@ fn run_records_serves_the_api_and_stops_cleanly_on_sigterm() {
     let (status, body) = http_get(port, "/nope").unwrap();
     assert_eq!(status, 404);
     assert!(body.contains("\"error\""), "{body}");
+    // Recording loads no GIO (and through it libmount, libblkid, libselinux:
+    // 0.95 MB resident); see agent/src/gio_types.rs.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", agent.child.id())).unwrap();
+    let loaded: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains("libgio-2.0") || p.contains("libmount"))
+        .collect();
+    assert!(loaded.is_empty(), "recording loaded {loaded:?}");
 
     let before = fragments(port);
     signal(&agent, "-TERM");
