@@ -6,6 +6,7 @@
 //! blocking pool and the event loop stays free for other connections.
 
 mod api;
+pub mod ingest;
 mod sensor;
 
 use std::convert::Infallible;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub playback: Playback,
     /// The WebRTC peer (WHEP), unless `[webrtc] enabled = false`.
     pub whep: Option<Arc<playback::webrtc::Whep>>,
+    /// KVS-compatible PutMedia ingest, with `[ingest] enabled = true`.
+    pub ingest: Option<Arc<ingest::Ingest>>,
 }
 
 impl AppState {
@@ -106,6 +109,16 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
             StatusCode::NOT_FOUND,
             "WebRTC is off on this agent ([webrtc] enabled = false)",
         ));
+    }
+    if req.uri().path() == "/putMedia" {
+        return Ok(match (&state.ingest, req.method()) {
+            (Some(ingest), &Method::POST) => ingest.put_media(req, state.store.clone()).await,
+            (Some(_), _) => error(StatusCode::METHOD_NOT_ALLOWED, "PutMedia is a POST"),
+            (None, _) => error(
+                StatusCode::NOT_FOUND,
+                "ingest is off on this agent ([ingest] enabled = false)",
+            ),
+        });
     }
     if let Some(response) = state.playback.handle(&req).await {
         return Ok(response);

@@ -198,6 +198,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         prometheus,
         playback: playback::http::Playback::new(Arc::new(store.clone()), playback::http::PlaybackOptions::default()),
         whep: whep.clone(),
+        ingest: config.ingest.enabled.then(|| Arc::new(http::ingest::Ingest::default())),
     });
     info!(
         streams = config.streams.len(),

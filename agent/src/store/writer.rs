@@ -136,6 +136,11 @@ impl StreamWriter {
         &self.tracks
     }
 
+    /// The id of the fragment being written, once its Start was stored.
+    pub fn open_fragment(&self) -> Option<super::FragmentId> {
+        self.open.as_ref().map(|o| super::FragmentId(o.id))
+    }
+
     /// Recording or denied.
     pub fn state(&self) -> StreamState {
         lock(&self.stream.rt).state.clone()

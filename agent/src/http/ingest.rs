@@ -1,0 +1,222 @@
+//! `POST /putMedia` on a gateway (`[ingest] enabled = true`): the PutMedia
+//! protocol of Kinesis Video Streams, answered by this process. The body is
+//! read as it arrives and handed to an [`IngestSession`] on a blocking
+//! thread; its ACKs go back as chunks of the response, which starts before
+//! the body ends (reference §2.2).
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::Body;
+use crate::kvs::ack::{Ack, AckKind};
+use crate::kvs::ingest::TimecodeType;
+use crate::kvs::session::IngestSession;
+use crate::kvs::timestamp;
+use crate::store::{validate_stream_name, Store};
+
+/// An IDLE ACK after this long without body bytes (the service sends them
+/// while a producer is quiet).
+const IDLE_EVERY: Duration = Duration::from_secs(3);
+/// The connection is closed after this long without body bytes (the
+/// service's 30 s).
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The gateway's PutMedia endpoint.
+#[derive(Default)]
+pub struct Ingest {
+    /// Streams with a PutMedia connection now: one each (reference §2.4.3).
+    active: Mutex<HashSet<String>>,
+}
+
+/// Releases a stream's connection slot when the connection ends.
+struct Active {
+    ingest: Arc<Ingest>,
+    stream: String,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.ingest.active.lock() {
+            a.remove(&self.stream);
+        }
+    }
+}
+
+/// The service's error replies before the 200: a JSON body with the
+/// exception name, as its SDKs expect.
+fn refuse(status: StatusCode, exception: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message, "__type": exception }).to_string();
+    let mut r = Response::new(playback::http::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "x-amzn-ErrorType",
+        HeaderValue::from_str(exception).unwrap_or(HeaderValue::from_static("Exception")),
+    );
+    r
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+impl Ingest {
+    /// Answer a PutMedia request.
+    pub async fn put_media(self: &Arc<Self>, req: Request<Incoming>, store: Store) -> Response<Body> {
+        let invalid = |m: String| refuse(StatusCode::BAD_REQUEST, "InvalidArgumentException", &m);
+        let name = match (header(&req, "x-amzn-stream-name"), header(&req, "x-amzn-stream-arn")) {
+            (Some(n), None) => n.to_owned(),
+            (None, Some(arn)) => match arn.rsplit_once(":stream/") {
+                // arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION-TIME
+                Some((_, rest)) => rest.split('/').next().unwrap_or_default().to_owned(),
+                None => return invalid(format!("x-amzn-stream-arn {arn:?} is not a stream ARN")),
+            },
+            (Some(_), Some(_)) => return invalid("give x-amzn-stream-name or x-amzn-stream-arn, not both".into()),
+            (None, None) => return invalid("x-amzn-stream-name (or x-amzn-stream-arn) is missing".into()),
+        };
+        if let Err(e) = validate_stream_name(&name) {
+            return invalid(format!("x-amzn-stream-name: {e}"));
+        }
+        let timecodes = match header(&req, "x-amzn-fragment-timecode-type") {
+            Some(t) if t.eq_ignore_ascii_case("ABSOLUTE") => TimecodeType::Absolute,
+            Some(t) if t.eq_ignore_ascii_case("RELATIVE") => {
+                let Some(start) = header(&req, "x-amzn-producer-start-timestamp") else {
+                    return invalid("RELATIVE timecodes need x-amzn-producer-start-timestamp".into());
+                };
+                match timestamp::parse(start) {
+                    Ok(t) => TimecodeType::Relative(t),
+                    Err(e) => return invalid(format!("x-amzn-producer-start-timestamp: {e}")),
+                }
+            }
+            Some(t) => {
+                return invalid(format!(
+                    "x-amzn-fragment-timecode-type {t:?}: expected ABSOLUTE or RELATIVE"
+                ))
+            }
+            None => return invalid("x-amzn-fragment-timecode-type is missing".into()),
+        };
+        let slot = {
+            let Ok(mut active) = self.active.lock() else {
+                return refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceUnavailableException",
+                    "poisoned",
+                );
+            };
+            if !active.insert(name.clone()) {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "ConnectionLimitExceededException",
+                    &format!("stream {name} already has a PutMedia connection"),
+                );
+            }
+            Active {
+                ingest: self.clone(),
+                stream: name.clone(),
+            }
+        };
+        info!(stream = %name, ?timecodes, "PutMedia connection");
+
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Bytes>();
+        let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(16);
+        // The session: blocking (store writes, fsync).
+        let session_acks = ack_tx.clone();
+        let stream = name.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut session = IngestSession::new(store, stream.clone(), timecodes);
+            let mut acks = Vec::new();
+            let send = |acks: &mut Vec<Ack>| {
+                for a in acks.drain(..) {
+                    let _ = session_acks.send(Bytes::from(a.to_line()));
+                }
+            };
+            while let Some(chunk) = data_rx.blocking_recv() {
+                session.feed(&chunk, &mut acks);
+                send(&mut acks);
+                if session.failed() {
+                    break;
+                }
+            }
+            session.finish(&mut acks);
+            send(&mut acks);
+            debug!(stream = %stream, persisted = session.persisted, "PutMedia session ended");
+        });
+        // The body: read as it comes; IDLE while it does not.
+        let mut body = req.into_body();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut quiet = Duration::ZERO;
+            loop {
+                match tokio::time::timeout(IDLE_EVERY, body.frame()).await {
+                    Ok(Some(Ok(frame))) => {
+                        quiet = Duration::ZERO;
+                        if let Ok(data) = frame.into_data() {
+                            if data_tx.send(data).await.is_err() {
+                                break; // the session ended it (ERROR)
+                            }
+                        }
+                    }
+                    Ok(Some(Err(e))) => {
+                        debug!(stream = %name, error = %e, "PutMedia body broke off");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        quiet += IDLE_EVERY;
+                        if quiet >= IDLE_LIMIT {
+                            info!(stream = %name, "PutMedia connection idle for 30 s; closing");
+                            break;
+                        }
+                        let idle = Ack {
+                            kind: AckKind::Idle,
+                            fragment_timecode: None,
+                            fragment_number: None,
+                            error_id: None,
+                            error_code: None,
+                        };
+                        let _ = ack_tx.send(Bytes::from(idle.to_line()));
+                    }
+                }
+            }
+            drop(data_tx);
+            drop(ack_tx);
+            let _ = worker.await;
+        });
+        let mut r = Response::new(AckBody(ack_rx).boxed());
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut()
+            .insert("x-amzn-RequestId", HeaderValue::from_static("edge-agent"));
+        r
+    }
+}
+
+/// The ACK stream as a response body: one chunk per ACK, ended when the
+/// session and the body reader are both done.
+struct AckBody(mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for AckBody {
+    type Data = playback::http::reply::BodyChunks;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|a| a.map(|b| Ok(Frame::data(playback::http::reply::BodyChunks::from(b)))))
+    }
+}

@@ -1,0 +1,351 @@
+//! The KVS-compatible ingest gateway (`[ingest] enabled = true`): PutMedia
+//! bodies POSTed over a raw chunked HTTP/1.1 connection, ACKs read back as
+//! they stream, and what the gateway stored exported and compared with the
+//! body frame by frame.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_agent_tests::*;
+use fragmenter::mkv::{Block, MkvEvent, MkvReader, MkvWriter, MkvWriterOptions};
+use fragmenter::{Frame, Timestamp, Track, TrackId};
+
+fn gateway_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [ingest]\nenabled = true\nauth = \"none\"\n",
+            dir.join("store")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// POST `body` to /putMedia in chunks of `chunk` bytes, `pause` apart;
+/// returns the HTTP status line and the ACK lines.
+fn put_media(
+    port: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunk: usize,
+    pause: Duration,
+) -> (String, Vec<serde_json::Value>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = String::from(
+        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let reader = s.try_clone().unwrap();
+    let read = std::thread::spawn(move || {
+        let mut r = BufReader::new(reader);
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let mut acks = Vec::new();
+        let mut rest = String::new();
+        let _ = r.read_to_string(&mut rest);
+        for line in rest.lines() {
+            if line.starts_with('{') {
+                acks.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            }
+        }
+        (status.trim().to_owned(), acks)
+    });
+    for piece in body.chunks(chunk.max(1)) {
+        if s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).is_err()
+            || s.write_all(piece).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            break; // the gateway ended it (ERROR)
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    read.join().unwrap()
+}
+
+fn absolute(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-amzn-stream-name", name.to_owned()),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE".to_owned()),
+    ]
+}
+
+fn refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Every event of an MKV body.
+fn events(body: &[u8]) -> Vec<MkvEvent> {
+    let mut r = MkvReader::default();
+    r.feed(body);
+    r.finish();
+    let mut out = Vec::new();
+    while let Some(ev) = r.next_event().unwrap() {
+        out.push(ev);
+    }
+    out
+}
+
+fn blocks(body: &[u8]) -> Vec<Block> {
+    events(body)
+        .into_iter()
+        .filter_map(|e| match e {
+            MkvEvent::Block(b) => Some(b),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cluster_timecodes(body: &[u8]) -> Vec<u64> {
+    events(body)
+        .into_iter()
+        .filter_map(|e| match e {
+            MkvEvent::ClusterStart { timecode, .. } => Some(timecode),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds_for(acks: &[serde_json::Value], timecode: u64) -> Vec<String> {
+    acks.iter()
+        .filter(|a| a["FragmentTimecode"].as_u64() == Some(timecode))
+        .map(|a| a["EventType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A 6 s body of the test camera and microphone in the KVS layout.
+fn captured_body(dir: &Path) -> Vec<u8> {
+    let out = dir.join("in.mkv");
+    let o = run_agent(&[
+        "capture",
+        "--source",
+        "test",
+        "--duration",
+        "6s",
+        "--fragment",
+        "2s",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "capture: {}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn a_putmedia_body_is_acknowledged_and_stored_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = captured_body(dir.path());
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port);
+    let mut gateway = start_agent(&config, port);
+
+    // 4 KB chunks: elements and frames span chunk boundaries.
+    let (status, acks) = put_media(port, &refs(&absolute("cam1")), &body, 4096, Duration::ZERO);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let clusters = cluster_timecodes(&body);
+    assert!(clusters.len() >= 3, "{clusters:?}");
+    let mut numbers = Vec::new();
+    for &t in &clusters {
+        assert_eq!(
+            kinds_for(&acks, t),
+            ["BUFFERING", "RECEIVED", "PERSISTED"],
+            "fragment {t}: {acks:?}"
+        );
+        let persisted = acks
+            .iter()
+            .find(|a| a["EventType"] == "PERSISTED" && a["FragmentTimecode"].as_u64() == Some(t))
+            .unwrap();
+        numbers.push(persisted["FragmentNumber"].as_str().unwrap().parse::<u64>().unwrap());
+    }
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "fragment numbers increase: {numbers:?}"
+    );
+    let (_, api) = http_get(port, "/api/streams").unwrap();
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let cam = api["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cam1")
+        .unwrap();
+    assert_eq!(cam["tracks"][0]["codec_id"], "V_MPEG4/ISO/AVC");
+    assert_eq!(cam["tracks"][0]["width"], 320);
+    assert_eq!(cam["tracks"][1]["codec_id"], "A_AAC");
+
+    // Stop the gateway, export what it stored, compare frame by frame.
+    let _ = Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status();
+    assert!(gateway.child.wait().unwrap().success());
+    let out = dir.path().join("out.mkv");
+    let o = run_agent(&[
+        "export",
+        "-c",
+        config.to_str().unwrap(),
+        "--stream",
+        "cam1",
+        "--start",
+        "0",
+        "--end",
+        "4102444800000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "export: {}", String::from_utf8_lossy(&o.stderr));
+    let sent = blocks(&body);
+    let stored = blocks(&std::fs::read(&out).unwrap());
+    assert_eq!(stored.len(), sent.len(), "frames stored");
+    // Per track in order (frames of different tracks at the same instant
+    // may interleave either way).
+    for track in 1..=2u64 {
+        let a: Vec<&Block> = sent.iter().filter(|b| b.track == track).collect();
+        let b: Vec<&Block> = stored.iter().filter(|b| b.track == track).collect();
+        assert_eq!(a.len(), b.len(), "track {track}");
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(
+                (a.timecode, a.keyframe),
+                (b.timecode, b.keyframe),
+                "track {track} frame {i}"
+            );
+            assert!(a.data == b.data, "track {track} frame {i}: payload differs");
+        }
+    }
+    println!(
+        "ingest: {} fragments, {} frames, {} bytes stored byte for byte",
+        clusters.len(),
+        sent.len(),
+        body.len()
+    );
+}
+
+fn video_track(avcc: Bytes) -> Track {
+    Track::new(
+        TrackId::new(1).unwrap(),
+        "video",
+        fragmenter::media::VideoTrack::h264(avcc).unwrap(),
+    )
+}
+
+/// A body of clusters starting at `starts` (ms), each `frames` frames
+/// `step` ms apart, the first a key frame.
+fn synthetic(avcc: &Bytes, starts: &[u64], frames: u64, step: u64) -> Vec<u8> {
+    let mut w = MkvWriter::new(&[video_track(avcc.clone())], MkvWriterOptions::default()).unwrap();
+    let mut out = Vec::new();
+    w.write_header(&mut out);
+    for &s in starts {
+        w.start_cluster(Timestamp::from_millis(s), &mut out).unwrap();
+        for i in 0..frames {
+            let t = Timestamp::from_millis(s + i * step);
+            let f = Frame {
+                track: TrackId::new(1).unwrap(),
+                pts: t,
+                dts: t,
+                duration: Duration::from_millis(step),
+                keyframe: i == 0,
+                data: Bytes::from(vec![0, 0, 0, 2, 0x65, i as u8]),
+            };
+            w.write_frame(&f, &mut out).unwrap();
+        }
+        w.end_cluster(&[], &mut out);
+    }
+    out
+}
+
+fn error_id(acks: &[serde_json::Value]) -> Option<u64> {
+    acks.iter()
+        .find(|a| a["EventType"] == "ERROR")
+        .and_then(|a| a["ErrorId"].as_u64())
+}
+
+#[test]
+fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = captured_body(dir.path());
+    let avcc = match &events(&body)[0] {
+        MkvEvent::Header(h) => h.tracks[0].codec_private.clone(),
+        e => panic!("expected the header first, got {e:?}"),
+    };
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port);
+    let _gateway = start_agent(&config, port);
+
+    // A good stream, sent slowly (about 3 s) the whole time.
+    let good = std::thread::spawn({
+        let body = body.clone();
+        move || {
+            put_media(
+                port,
+                &refs(&absolute("good")),
+                &body,
+                body.len() / 60 + 1,
+                Duration::from_millis(50),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The same stream twice at once: the newer connection is refused.
+    let (status, _) = put_media(port, &refs(&absolute("good")), &body[..100], 100, Duration::ZERO);
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+
+    let now = now_secs() as u64 * 1000;
+    let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+        ("bad MKV", b"this is not matroska at all, just bytes".repeat(20), 4006),
+        (
+            "decreasing timecodes",
+            synthetic(&avcc, &[now, now - 10_000], 10, 33),
+            4004,
+        ),
+        ("a 25 s fragment", synthetic(&avcc, &[now], 26, 1000), 4002),
+    ];
+    for (what, bad, expected) in cases {
+        let (status, acks) = put_media(port, &refs(&absolute("bad")), &bad, 1000, Duration::ZERO);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{what}");
+        assert_eq!(error_id(&acks), Some(expected), "{what}: {acks:?}");
+        println!("{what}: ERROR {expected}");
+    }
+    // Headers the service refuses before the 200.
+    let (status, _) = put_media(port, &[("x-amzn-stream-name", "x")], &body[..10], 10, Duration::ZERO);
+    assert!(status.starts_with("HTTP/1.1 400"), "no timecode type: {status}");
+    let (status, _) = put_media(
+        port,
+        &[
+            ("x-amzn-stream-name", "../etc"),
+            ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+        ],
+        &body[..10],
+        10,
+        Duration::ZERO,
+    );
+    assert!(status.starts_with("HTTP/1.1 400"), "bad stream name: {status}");
+
+    let (status, acks) = good.join().unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for t in cluster_timecodes(&body) {
+        assert_eq!(
+            kinds_for(&acks, t),
+            ["BUFFERING", "RECEIVED", "PERSISTED"],
+            "good fragment {t}"
+        );
+    }
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+}
