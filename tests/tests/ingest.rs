@@ -191,6 +191,26 @@ fn a_putmedia_body_is_acknowledged_and_stored_byte_for_byte() {
     assert_eq!(cam["tracks"][0]["width"], 320);
     assert_eq!(cam["tracks"][1]["codec_id"], "A_AAC");
 
+    // The producer sends it all again (as one that never saw the PERSISTED
+    // ACKs would): acknowledged again with the same numbers, stored once.
+    let (status, again) = put_media(port, &refs(&absolute("cam1")), &body, 65536, Duration::ZERO);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let renumbered: Vec<u64> = again
+        .iter()
+        .filter(|a| a["EventType"] == "PERSISTED")
+        .map(|a| a["FragmentNumber"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(renumbered, numbers);
+    let (_, api) = http_get(port, "/api/streams").unwrap();
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let cam = api["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cam1")
+        .unwrap();
+    assert_eq!(cam["fragments"].as_u64(), Some(clusters.len() as u64), "stored once");
+
     // Stop the gateway, export what it stored, compare frame by frame.
     let _ = Command::new("kill")
         .args(["-TERM", &gateway.child.id().to_string()])

@@ -131,6 +131,9 @@ impl Ingest {
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Bytes>();
         let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(16);
+        // Set when the body broke off rather than ending.
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let broken_seen = broken.clone();
         // The session: blocking (store writes, fsync).
         let session_acks = ack_tx.clone();
         let stream = name.clone();
@@ -149,8 +152,12 @@ impl Ingest {
                     break;
                 }
             }
-            session.finish(&mut acks);
-            send(&mut acks);
+            if broken_seen.load(std::sync::atomic::Ordering::SeqCst) {
+                session.abort();
+            } else {
+                session.finish(&mut acks);
+                send(&mut acks);
+            }
             debug!(stream = %stream, persisted = session.persisted, "PutMedia session ended");
         });
         // The body: read as it comes; IDLE while it does not.
@@ -169,7 +176,8 @@ impl Ingest {
                         }
                     }
                     Ok(Some(Err(e))) => {
-                        debug!(stream = %name, error = %e, "PutMedia body broke off");
+                        info!(stream = %name, error = %e, "PutMedia body broke off; the fragment in progress is dropped");
+                        broken.store(true, std::sync::atomic::Ordering::SeqCst);
                         break;
                     }
                     Ok(None) => break,
@@ -177,6 +185,7 @@ impl Ingest {
                         quiet += IDLE_EVERY;
                         if quiet >= IDLE_LIMIT {
                             info!(stream = %name, "PutMedia connection idle for 30 s; closing");
+                            broken.store(true, std::sync::atomic::Ordering::SeqCst);
                             break;
                         }
                         let idle = Ack {

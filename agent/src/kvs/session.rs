@@ -31,12 +31,16 @@ struct OpenFragment {
     refused: bool,
     /// FragmentNumber: the store's fragment id.
     number: Option<String>,
+    /// Already stored (a producer resending what it had no PERSISTED for):
+    /// acknowledged again, not stored twice.
+    duplicate: bool,
 }
 
 /// A fragment received and waiting for its Tags (they follow the Cluster).
 struct Received {
     timecode: u64,
     number: Option<String>,
+    duplicate: bool,
     summary: FragmentSummary,
     refused: bool,
 }
@@ -103,6 +107,19 @@ impl IngestSession {
         if !self.failed {
             self.commit_received(acks);
         }
+        self.close();
+    }
+
+    /// The body broke off (the connection failed): the fragment being
+    /// received is incomplete and dropped; a complete one is stored (the
+    /// producer, who saw no PERSISTED for it, will resend it, and the resend
+    /// is acknowledged without storing it twice).
+    pub fn abort(&mut self) {
+        if !self.failed {
+            let mut acks = Vec::new();
+            self.commit_received(&mut acks);
+        }
+        self.open = None;
         self.close();
     }
 
@@ -231,8 +248,27 @@ impl IngestSession {
             MkvEvent::ClusterStart { timecode, .. } => {
                 self.commit_received(acks);
                 let start = self.time(*timecode as i64);
-                let Some(writer) = self.writer.as_mut() else {
+                if self.writer.is_none() {
                     return Ok(()); // the rules refuse a Cluster before Tracks
+                }
+                if let Some(existing) = self.stored_at(start)? {
+                    debug!(stream = %self.stream, timecode, id = existing.0, "fragment already stored; acknowledging it again");
+                    self.open = Some(OpenFragment {
+                        timecode: *timecode,
+                        start,
+                        end: start,
+                        last_pts: start,
+                        frames: 0,
+                        bytes: 0,
+                        track_frames: [0; TrackId::MAX_TRACKS as usize],
+                        refused: false,
+                        number: Some(existing.0.to_string()),
+                        duplicate: true,
+                    });
+                    return Ok(());
+                }
+                let Some(writer) = self.writer.as_mut() else {
+                    return Ok(());
                 };
                 let refused = match writer.write(&FragmentEvent::Start { seq: self.seq, start }) {
                     Ok(_) => false,
@@ -249,6 +285,7 @@ impl IngestSession {
                     track_frames: [0; TrackId::MAX_TRACKS as usize],
                     refused,
                     number: writer.open_fragment().map(|id| id.0.to_string()),
+                    duplicate: false,
                 });
             }
             MkvEvent::Block(b) => {
@@ -279,7 +316,7 @@ impl IngestSession {
                 open.track_frames[track.index()] += 1;
                 open.last_pts = open.last_pts.max(pts);
                 open.end = open.end.max(pts + duration);
-                if !open.refused {
+                if !open.refused && !open.duplicate {
                     match writer.write(&FragmentEvent::Frame(frame)) {
                         Ok(_) => {}
                         Err(e) if e.is_denied() => open.refused = true,
@@ -305,6 +342,7 @@ impl IngestSession {
                         self.received = Some(Received {
                             timecode: open.timecode,
                             number: open.number,
+                            duplicate: open.duplicate,
                             summary,
                             refused: open.refused,
                         });
@@ -329,6 +367,11 @@ impl IngestSession {
             debug!(stream = %self.stream, timecode = r.timecode, "fragment refused by the store; not PERSISTED");
             return;
         }
+        if r.duplicate {
+            self.persisted += 1;
+            acks.push(ack(AckKind::Persisted, Some(r.timecode), r.number));
+            return;
+        }
         match writer.write(&FragmentEvent::End(r.summary)) {
             Ok(Some(meta)) => {
                 self.persisted += 1;
@@ -336,6 +379,16 @@ impl IngestSession {
             }
             Ok(None) => {}
             Err(e) => warn!(stream = %self.stream, error = %e, "committing an ingested fragment"),
+        }
+    }
+
+    /// The stored fragment of this stream that starts exactly at `start`.
+    fn stored_at(&self, start: Timestamp) -> Result<Option<crate::store::FragmentId>, StoreError> {
+        let end = Timestamp::from_nanos(start.as_nanos().saturating_add(1));
+        match self.store.fragments(&self.stream, start, end) {
+            Ok(found) => Ok(found.into_iter().find(|m| m.start == start).map(|m| m.id)),
+            Err(StoreError::UnknownStream(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -365,7 +418,7 @@ mod tests {
     use crate::store::tests::{config, test_clock};
     use bytes::Bytes;
     use fragmenter::media::VideoTrack;
-    use fragmenter::mkv::{MkvWriter, MkvWriterOptions};
+    use fragmenter::mkv::{MkvEvent, MkvReader, MkvWriter, MkvWriterOptions};
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -438,6 +491,89 @@ mod tests {
         assert_eq!(kinds, ["BUFFERING", "RECEIVED", "PERSISTED"].repeat(3));
         let info = store.stream("cam").unwrap();
         assert_eq!(info.fragments, 3);
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
+
+    fn numbers(acks: &[Ack]) -> Vec<String> {
+        acks.iter()
+            .filter(|a| a.kind == AckKind::Persisted)
+            .map(|a| a.fragment_number.clone().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_resent_body_is_acknowledged_again_and_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(config(dir.path()), test_clock()).unwrap();
+        let send = |body: &[u8]| {
+            let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute);
+            let mut acks = Vec::new();
+            s.feed(body, &mut acks);
+            s.finish(&mut acks);
+            acks
+        };
+        let first = send(&body());
+        let again = send(&body());
+        assert_eq!(numbers(&first).len(), 3);
+        assert_eq!(numbers(&again), numbers(&first), "the same fragment numbers");
+        assert_eq!(store.stream("cam").unwrap().fragments, 3);
+        assert!(store.verify().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn a_body_that_breaks_off_drops_its_partial_fragment_and_a_resend_is_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(config(dir.path()), test_clock()).unwrap();
+        let b = body();
+        // Cut inside the third fragment: it is dropped, the first two are
+        // stored.
+        let cut = b.len() - 20;
+        let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute);
+        let mut acks = Vec::new();
+        s.feed(&b[..cut], &mut acks);
+        s.abort();
+        let before = numbers(&acks);
+        assert_eq!(before.len(), 2, "{acks:?}");
+        assert_eq!(store.stream("cam").unwrap().fragments, 2);
+        // The producer resends from the second fragment (a producer whose
+        // connection died may not have seen its PERSISTED).
+        let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute);
+        let mut acks = Vec::new();
+        let second = {
+            let mut r = MkvReader::default();
+            r.feed(&b);
+            let mut n = 0;
+            let mut at = 0;
+            while let Some(ev) = r.next_event().unwrap() {
+                if let MkvEvent::ClusterStart { offset, .. } = ev {
+                    n += 1;
+                    if n == 2 {
+                        at = offset as usize;
+                    }
+                }
+            }
+            at
+        };
+        let header_end = {
+            let mut r = MkvReader::default();
+            r.feed(&b);
+            let mut first = 0;
+            while let Some(ev) = r.next_event().unwrap() {
+                if let MkvEvent::ClusterStart { offset, .. } = ev {
+                    first = offset as usize;
+                    break;
+                }
+            }
+            first
+        };
+        let mut resend = b[..header_end].to_vec();
+        resend.extend_from_slice(&b[second..]);
+        s.feed(&resend, &mut acks);
+        s.finish(&mut acks);
+        let after = numbers(&acks);
+        assert_eq!(after.len(), 2, "{acks:?}");
+        assert_eq!(after[0], before[1], "the resent fragment keeps its number");
+        assert_eq!(store.stream("cam").unwrap().fragments, 3);
         assert!(store.verify().unwrap().problems.is_empty());
     }
 
