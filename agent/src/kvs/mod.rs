@@ -16,3 +16,4 @@ pub mod ingest;
 pub mod session;
 pub mod timestamp;
 pub mod tracks;
+pub mod uploader;

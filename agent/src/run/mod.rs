@@ -243,6 +243,26 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 }
             })
         };
+        // Uploads (issue 6, in progress: to a KVS-compatible gateway only).
+        let upload_stop = Arc::new(AtomicBool::new(false));
+        let mut uploads = Vec::new();
+        for s in &config.streams {
+            let Some(u) = &s.upload else { continue };
+            match &u.endpoint {
+                Some(endpoint) if endpoint.starts_with("http://") => {
+                    let spec = crate::kvs::uploader::UploadSpec {
+                        stream: s.name.clone(),
+                        kvs_stream: u.kvs_stream.clone(),
+                        endpoint: endpoint.clone(),
+                    };
+                    uploads.push(tokio::spawn(crate::kvs::uploader::run(spec, store.clone(), upload_stop.clone())));
+                }
+                _ => warn!(
+                    stream = %s.name,
+                    "upload to AWS itself (SigV4, control plane) is not built yet: only an http:// gateway endpoint uploads; media is kept until then"
+                ),
+            }
+        }
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => info!("SIGINT: closing open fragments"),
@@ -254,6 +274,16 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         }
         let _ = server.await;
         let _ = retention.await;
+        // An upload between fragments ends its body cleanly; one in the
+        // middle of a fragment is cut after 5 s (the gateway drops that
+        // fragment, and the next start resends it).
+        upload_stop.store(true, Ordering::SeqCst);
+        for u in uploads {
+            let abort = u.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), u).await.is_err() {
+                abort.abort();
+            }
+        }
     });
     // Viewers were told to hang up: let talkback store its last fragment.
     if let Some(t) = &talkback_outputs {

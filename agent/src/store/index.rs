@@ -627,6 +627,20 @@ pub(crate) fn set_upload_state(conn: &Connection, id: FragmentId, s: UploadState
     Ok(n == 1)
 }
 
+/// The oldest fragment of the stream whose upload is not done (neither
+/// persisted nor skipped).
+pub(crate) fn first_not_uploaded(conn: &Connection, stream_id: i64) -> Result<Option<FragmentId>, StoreError> {
+    let v: Option<i64> = db(
+        "first not uploaded",
+        conn.query_row(
+            "SELECT MIN(id) FROM fragment WHERE stream_id = ?1 AND upload_state NOT IN (3, 5)",
+            params![stream_id],
+            |r| r.get(0),
+        ),
+    )?;
+    Ok(v.map(|v| FragmentId(v as u64)))
+}
+
 pub(crate) fn set_kvs_fragment_number(conn: &Connection, id: FragmentId, number: &str) -> Result<bool, StoreError> {
     let n = db(
         "set KVS fragment number",

@@ -862,6 +862,13 @@ impl Store {
         Ok(())
     }
 
+    /// Where an upload resumes: the oldest fragment of `stream` that KVS
+    /// has neither persisted nor had skipped.
+    pub fn first_not_uploaded(&self, stream: &str) -> Result<Option<FragmentId>, StoreError> {
+        let shared = self.shared(stream)?;
+        index::first_not_uploaded(&lock(&self.inner.reader), shared.id)
+    }
+
     /// Record the KVS fragment number from a fragment's ACKs.
     pub fn set_kvs_fragment_number(&self, id: FragmentId, number: &str) -> Result<(), StoreError> {
         if !index::set_kvs_fragment_number(&lock(&self.inner.db), id, number)? {

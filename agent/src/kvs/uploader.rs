@@ -1,0 +1,290 @@
+//! PutMedia uploader (issue 6, first part): one stream's fragments sent from
+//! a store cursor to a KVS-compatible endpoint as one chunked MKV body per
+//! connection, frame by frame, with the ACKs recorded per fragment in the
+//! store and the upload resumed, after any failure, from the oldest fragment
+//! not yet PERSISTED.
+//!
+//! What this does not do yet: SigV4 and the AWS control plane (so the
+//! endpoint is a gateway, `[ingest] auth = "none"`), rotation before 45
+//! minutes, rate limits, schedules.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fragmenter::mkv::{MkvWriter, MkvWriterOptions};
+use fragmenter::sink::Chunks;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::ack::{AckKind, AckReader};
+use super::errors::{self, Action};
+use super::timestamp;
+use crate::store::{CursorFrom, CursorItem, FragmentId, Store, StoreError, UploadState};
+
+/// No ACK for this long while fragments are being sent: reconnect.
+const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One stream's upload.
+#[derive(Clone, Debug)]
+pub struct UploadSpec {
+    /// The stream in the store.
+    pub stream: String,
+    /// The stream name at the endpoint.
+    pub kvs_stream: String,
+    /// `http://HOST:PORT` of a KVS-compatible endpoint.
+    pub endpoint: String,
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error("endpoint {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("the endpoint answered {0}: {1}")]
+    Status(u16, String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("ERROR ACK {0} ({1})")]
+    Ack(u32, String),
+    #[error("no ACK for {0:?}")]
+    Silent(Duration),
+    #[error("the fragment being sent was dropped by its writer")]
+    Aborted,
+    #[error("the ACK stream ended")]
+    Ended,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The request body: MKV bytes as the cursor yields them.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Upload until `stop`; reconnects with exponential backoff (1 s to 30 s,
+/// with jitter) after every failure.
+pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>) {
+    let mut backoff = Duration::from_secs(1);
+    while !stop.load(Ordering::SeqCst) {
+        match connection(&spec, &store, &stop).await {
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                warn!(stream = %spec.stream, error = %e, retry_in = ?backoff, "upload connection ended");
+                let jitter = Duration::from_millis(u64::from(std::process::id() ^ backoff.subsec_nanos()) % 250);
+                let until = tokio::time::Instant::now() + backoff + jitter;
+                while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Fragments on the wire: cluster timecode → store id.
+type InFlight = Arc<Mutex<HashMap<u64, FragmentId>>>;
+
+async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) -> Result<(), UploadError> {
+    let from = match store.first_not_uploaded(&spec.stream) {
+        Ok(Some(id)) => CursorFrom::Fragment(id),
+        Ok(None) => CursorFrom::Live,
+        Err(StoreError::UnknownStream(_)) => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut cursor = store.cursor(&spec.stream, from)?;
+    let authority = spec
+        .endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| UploadError::Other(format!("endpoint {}: only http:// gateways for now", spec.endpoint)))?
+        .trim_end_matches('/')
+        .to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| UploadError::Connect(authority.clone(), e))?;
+    tcp.set_nodelay(true).ok();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let conn = tokio::spawn(conn);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let req = hyper::Request::post("/putMedia")
+        .header("host", authority.as_str())
+        .header("x-amzn-stream-name", spec.kvs_stream.as_str())
+        .header("x-amzn-fragment-timecode-type", "ABSOLUTE")
+        .header("x-amzn-producer-start-timestamp", timestamp::format(hardware::now()))
+        .header("x-amzn-fragment-acknowledgment-required", "1")
+        .header("user-agent", concat!("edge-agent/", env!("CARGO_PKG_VERSION")))
+        .body(ChannelBody(rx))
+        .map_err(|e| UploadError::Other(e.to_string()))?;
+    let in_flight: InFlight = Arc::default();
+
+    // The body: from the cursor, frame by frame.
+    let body_store = store.clone();
+    let body_flight = in_flight.clone();
+    let body_stop = stop.clone();
+    let mut body = tokio::spawn(async move {
+        let mut writer: Option<MkvWriter> = None;
+        let mut out = Chunks::new();
+        let mut current: Option<FragmentId> = None;
+        loop {
+            if body_stop.load(Ordering::SeqCst) && current.is_none() {
+                return Ok(()); // between fragments: end the body cleanly
+            }
+            let item = match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {
+                Ok(item) => item?,
+                Err(_) => continue,
+            };
+            match item {
+                CursorItem::FragmentStart(head) => {
+                    let same = writer.as_ref().is_some_and(|w| w.tracks() == &head.tracks[..]);
+                    if !same {
+                        let mut w = MkvWriter::new(&head.tracks, MkvWriterOptions::default())
+                            .map_err(|e| UploadError::Other(e.to_string()))?;
+                        w.write_header(&mut out);
+                        writer = Some(w);
+                    }
+                    let w = writer.as_mut().expect("set above");
+                    body_flight
+                        .lock()
+                        .map_err(|_| UploadError::Other("poisoned".into()))?
+                        .insert(w.tick(head.start), head.id);
+                    w.start_cluster(head.start, &mut out)
+                        .map_err(|e| UploadError::Other(e.to_string()))?;
+                    current = Some(head.id);
+                }
+                CursorItem::Frame(f) => {
+                    if let Some(w) = writer.as_mut() {
+                        w.write_frame(&f, &mut out)
+                            .map_err(|e| UploadError::Other(e.to_string()))?;
+                    }
+                }
+                CursorItem::FragmentEnd(meta) => {
+                    if let Some(w) = writer.as_mut() {
+                        w.end_cluster(&meta.metadata, &mut out);
+                    }
+                    let _ = body_store.set_upload_state(meta.id, UploadState::Sent);
+                    current = None;
+                }
+                CursorItem::FragmentAborted(_) => return Err(UploadError::Aborted),
+            }
+            for chunk in out.take() {
+                if tx.send(chunk).await.is_err() {
+                    return Err(UploadError::Ended);
+                }
+            }
+        }
+    });
+
+    let response = tokio::select! {
+        r = sender.send_request(req) => r?,
+        r = &mut body => {
+            conn.abort();
+            return match r { Ok(Ok(())) => Ok(()), Ok(Err(e)) => Err(e), Err(e) => Err(UploadError::Other(e.to_string())) };
+        }
+    };
+    if !response.status().is_success() {
+        let status = response.status().as_u16();
+        let text = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        body.abort();
+        conn.abort();
+        return Err(UploadError::Status(status, String::from_utf8_lossy(&text).into_owned()));
+    }
+    info!(stream = %spec.stream, endpoint = %spec.endpoint, "PutMedia connection up");
+
+    // The ACKs.
+    let mut acks_body = response.into_body();
+    let mut reader = AckReader::new();
+    let mut acks = Vec::new();
+    let result = loop {
+        let frame = tokio::select! {
+            f = tokio::time::timeout(ACK_TIMEOUT, acks_body.frame()) => f,
+            r = &mut body, if !body.is_finished() => {
+                match r {
+                    Ok(Ok(())) => continue, // body ended cleanly: read the last ACKs
+                    Ok(Err(e)) => break Err(e),
+                    Err(e) => break Err(UploadError::Other(e.to_string())),
+                }
+            }
+        };
+        let data = match frame {
+            Err(_) => break Err(UploadError::Silent(ACK_TIMEOUT)),
+            Ok(None) => {
+                break if body.is_finished() {
+                    Ok(())
+                } else {
+                    Err(UploadError::Ended)
+                }
+            }
+            Ok(Some(Err(e))) => break Err(e.into()),
+            Ok(Some(Ok(f))) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+        };
+        reader.feed(&data, &mut acks);
+        let mut failed = None;
+        for ack in acks.drain(..) {
+            let Ok(ack) = ack else { continue };
+            let id = ack
+                .fragment_timecode
+                .and_then(|t| in_flight.lock().ok().and_then(|m| m.get(&t).copied()));
+            match (&ack.kind, id) {
+                (AckKind::Received, Some(id)) => {
+                    let _ = store.set_upload_state(id, UploadState::Received);
+                }
+                (AckKind::Persisted, Some(id)) => {
+                    let _ = store.set_upload_state(id, UploadState::Persisted);
+                    if let Some(n) = &ack.fragment_number {
+                        let _ = store.set_kvs_fragment_number(id, n);
+                    }
+                    if let Some(t) = ack.fragment_timecode {
+                        if let Ok(mut m) = in_flight.lock() {
+                            m.remove(&t);
+                        }
+                    }
+                }
+                (AckKind::Error, id) => {
+                    let error_id = ack.error_id.unwrap_or(0);
+                    if let Some(id) = id {
+                        let state = match errors::action(error_id) {
+                            Action::Skip => UploadState::Skipped,
+                            _ => UploadState::Failed { error_id },
+                        };
+                        let _ = store.set_upload_state(id, state);
+                    }
+                    failed = Some(UploadError::Ack(error_id, ack.error_code.clone().unwrap_or_default()));
+                }
+                _ => {}
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+    };
+    body.abort();
+    conn.abort();
+    result
+}
