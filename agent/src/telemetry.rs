@@ -5,6 +5,7 @@
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::kvs::uploader::UploadStatus;
 use crate::run::recorder::RecorderStatus;
 use crate::store::{Store, StreamState};
 
@@ -20,6 +21,7 @@ pub fn render(
     store: &Store,
     recorders: &[RecorderStatus],
     webrtc: Option<&playback::webrtc::WhepStatus>,
+    uploads: &[UploadStatus],
 ) -> String {
     let s = store.stats();
     counter!("edge_agent_store_bytes_written_total").absolute(s.bytes_written);
@@ -61,6 +63,27 @@ pub fn render(
             }
             if let Some(t) = st.newest {
                 gauge!("edge_agent_stream_newest_seconds", "stream" => name.clone()).set(t.as_nanos() as f64 / 1e9);
+            }
+            if let Some(u) = uploads.iter().find(|u| u.stream == st.name) {
+                let (secs, bytes, _) = crate::http::api::upload_lag(store, &st.name, st.newest);
+                gauge!("edge_agent_upload_lag_seconds", "stream" => name.clone()).set(secs);
+                gauge!("edge_agent_upload_lag_bytes", "stream" => name.clone()).set(bytes as f64);
+                gauge!("edge_agent_upload_connected", "stream" => name.clone()).set(f64::from(u8::from(u.connected)));
+                counter!("edge_agent_upload_bytes_total", "stream" => name.clone()).absolute(u.bytes_sent);
+                counter!("edge_agent_upload_connections_total", "stream" => name.clone()).absolute(u.connections);
+                for (kind, n) in [
+                    ("buffering", u.acks.buffering),
+                    ("received", u.acks.received),
+                    ("persisted", u.acks.persisted),
+                    ("error", u.acks.error),
+                    ("idle", u.acks.idle),
+                ] {
+                    counter!("edge_agent_upload_acks_total", "stream" => name.clone(), "type" => kind).absolute(n);
+                }
+                for (id, n) in &u.errors {
+                    counter!("edge_agent_upload_errors_total", "stream" => name.clone(), "error_id" => id.to_string())
+                        .absolute(*n);
+                }
             }
             let denied = matches!(st.state, StreamState::Denied { .. });
             gauge!("edge_agent_stream_denied", "stream" => name).set(f64::from(u8::from(denied)));

@@ -104,6 +104,17 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
         before_kill,
         "nothing can be persisted while the gateway is down"
     );
+    // The outage is visible: not connected, the last error, the lag.
+    let up = stream(sport, "cam").unwrap()["uploader"].clone();
+    assert_eq!(up["connected"], false, "{up}");
+    assert!(
+        up["last_error"].as_str().is_some_and(|e| e.contains("127.0.0.1")),
+        "{up}"
+    );
+    assert!(up["lag_fragments"].as_u64().unwrap() >= 1, "{up}");
+    let backlog = up["lag_seconds"].as_f64().unwrap();
+    assert!(backlog > 3.0, "{up}");
+    let restarted = std::time::Instant::now();
     let gateway = start_agent(&gconfig, gport);
     // The backlog drains, then uploads follow live.
     wait_for("every stored fragment persisted", Duration::from_secs(60), || {
@@ -115,6 +126,24 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
                 && u["sent"].as_u64().unwrap_or(0) + u["received"].as_u64().unwrap_or(0) <= 1
         })
     });
+    println!(
+        "upload: a {backlog:.1} s backlog drained {:.1} s after the gateway was started again",
+        restarted.elapsed().as_secs_f64()
+    );
+    let up = stream(sport, "cam").unwrap()["uploader"].clone();
+    assert_eq!(up["connected"], true, "{up}");
+    assert!(up["connections"].as_u64().unwrap() >= 1, "{up}");
+    assert!(up["acks"]["persisted"].as_u64().unwrap() >= 3, "{up}");
+    assert!(up["bytes_sent"].as_u64().unwrap() > 0, "{up}");
+    let (_, metrics) = http_get(sport, "/metrics").unwrap();
+    for m in [
+        "edge_agent_upload_acks_total{stream=\"cam\",type=\"persisted\"}",
+        "edge_agent_upload_lag_seconds{stream=\"cam\"}",
+        "edge_agent_upload_lag_bytes{stream=\"cam\"}",
+        "edge_agent_upload_connected{stream=\"cam\"} 1",
+    ] {
+        assert!(metrics.contains(m), "/metrics lacks {m}");
+    }
     kill(&sender, "-TERM");
     let mut sender = sender;
     assert!(sender.child.wait().unwrap().success());

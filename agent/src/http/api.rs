@@ -6,6 +6,7 @@ use fragmenter::{Timestamp, Track};
 use playback::webrtc::{StreamViewers, WhepStatus};
 use serde_json::{json, Value};
 
+use crate::kvs::uploader::UploadStatus;
 use crate::run::recorder::RecorderStatus;
 use crate::store::{Store, StreamState, UploadCounts};
 
@@ -44,7 +45,12 @@ fn upload(u: &UploadCounts) -> Value {
 }
 
 /// The JSON document.
-pub fn streams(store: &Store, recorders: &[RecorderStatus], webrtc: Option<&WhepStatus>) -> Result<Value> {
+pub fn streams(
+    store: &Store,
+    recorders: &[RecorderStatus],
+    webrtc: Option<&WhepStatus>,
+    uploads: &[UploadStatus],
+) -> Result<Value> {
     let mut out = Vec::new();
     for s in store.streams()? {
         let state = match &s.state {
@@ -81,6 +87,7 @@ pub fn streams(store: &Store, recorders: &[RecorderStatus], webrtc: Option<&Whep
             "upload": upload(&s.upload),
             "capture": capture,
             "webrtc": webrtc.map(|w| viewers(w.streams.get(&s.name).cloned().unwrap_or_default())),
+            "uploader": uploads.iter().find(|u| u.stream == s.name).map(|u| uploader(store, u, s.newest)),
         }));
     }
     let st = store.stats();
@@ -105,6 +112,39 @@ pub fn streams(store: &Store, recorders: &[RecorderStatus], webrtc: Option<&Whep
             "disk_full_errors": st.disk_full_errors,
         },
     }))
+}
+
+/// Lag behind live: from the oldest fragment not uploaded to the newest
+/// stored, in seconds, and the payload bytes not uploaded.
+pub fn upload_lag(store: &Store, stream: &str, newest: Option<Timestamp>) -> (f64, u64, u64) {
+    match store.upload_backlog(stream) {
+        Ok((Some(oldest), bytes, n)) => {
+            let secs = newest.map_or(0.0, |n| n.saturating_since(oldest).as_secs_f64());
+            (secs, bytes, n)
+        }
+        _ => (0.0, 0, 0),
+    }
+}
+
+/// A stream's uploader for `/api/streams`.
+fn uploader(store: &Store, u: &UploadStatus, newest: Option<Timestamp>) -> Value {
+    let (lag_seconds, lag_bytes, lag_fragments) = upload_lag(store, &u.stream, newest);
+    json!({
+        "kvs_stream": u.kvs_stream,
+        "endpoint": u.endpoint,
+        "connected": u.connected,
+        "connections": u.connections,
+        "last_error": u.last_error,
+        "bytes_sent": u.bytes_sent,
+        "lag_seconds": lag_seconds,
+        "lag_bytes": lag_bytes,
+        "lag_fragments": lag_fragments,
+        "acks": {
+            "buffering": u.acks.buffering, "received": u.acks.received, "persisted": u.acks.persisted,
+            "error": u.acks.error, "idle": u.acks.idle,
+        },
+        "errors": u.errors.iter().map(|(id, n)| (id.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 /// A stream's WebRTC viewers for `/api/streams`.

@@ -5,7 +5,7 @@
 //! Store calls are blocking (SQLite, files), so handlers run them on the
 //! blocking pool and the event loop stays free for other connections.
 
-mod api;
+pub mod api;
 pub mod ingest;
 mod sensor;
 
@@ -44,9 +44,18 @@ pub struct AppState {
     pub whep: Option<Arc<playback::webrtc::Whep>>,
     /// KVS-compatible PutMedia ingest, with `[ingest] enabled = true`.
     pub ingest: Option<Arc<ingest::Ingest>>,
+    /// Each upload's status.
+    pub uploads: Vec<crate::kvs::uploader::UploadStatusHandle>,
 }
 
 impl AppState {
+    fn upload_snapshots(&self) -> Vec<crate::kvs::uploader::UploadStatus> {
+        self.uploads
+            .iter()
+            .filter_map(|u| u.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+
     fn recorder_snapshots(&self) -> Vec<RecorderStatus> {
         self.recorders
             .iter()
@@ -132,7 +141,13 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
             match tokio::task::spawn_blocking(move || {
                 state.prometheus.as_ref().map(|h| {
                     let webrtc = state.whep.as_ref().map(|w| w.status());
-                    crate::telemetry::render(h, &state.store, &state.recorder_snapshots(), webrtc.as_ref())
+                    crate::telemetry::render(
+                        h,
+                        &state.store,
+                        &state.recorder_snapshots(),
+                        webrtc.as_ref(),
+                        &state.upload_snapshots(),
+                    )
                 })
             })
             .await
@@ -149,7 +164,12 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
             let state = state.clone();
             match tokio::task::spawn_blocking(move || {
                 let webrtc = state.whep.as_ref().map(|w| w.status());
-                api::streams(&state.store, &state.recorder_snapshots(), webrtc.as_ref())
+                api::streams(
+                    &state.store,
+                    &state.recorder_snapshots(),
+                    webrtc.as_ref(),
+                    &state.upload_snapshots(),
+                )
             })
             .await
             {

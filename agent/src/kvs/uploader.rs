@@ -43,6 +43,53 @@ pub struct UploadSpec {
     pub endpoint: String,
 }
 
+/// ACKs received, by type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckCounts {
+    /// BUFFERING.
+    pub buffering: u64,
+    /// RECEIVED.
+    pub received: u64,
+    /// PERSISTED.
+    pub persisted: u64,
+    /// ERROR.
+    pub error: u64,
+    /// IDLE.
+    pub idle: u64,
+}
+
+/// One stream's upload, for `/api/streams` and `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct UploadStatus {
+    /// The stream in the store.
+    pub stream: String,
+    /// The stream name at the endpoint.
+    pub kvs_stream: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// A PutMedia connection is up.
+    pub connected: bool,
+    /// Connections made (answered 200).
+    pub connections: u64,
+    /// Why the last connection ended, when it failed.
+    pub last_error: Option<String>,
+    /// ACKs by type.
+    pub acks: AckCounts,
+    /// ERROR ACKs by ErrorId.
+    pub errors: std::collections::BTreeMap<u32, u64>,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+}
+
+/// Shared with the HTTP handlers.
+pub type UploadStatusHandle = Arc<Mutex<UploadStatus>>;
+
+fn update(status: &UploadStatusHandle, f: impl FnOnce(&mut UploadStatus)) {
+    if let Ok(mut s) = status.lock() {
+        f(&mut s);
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum UploadError {
@@ -80,13 +127,21 @@ impl hyper::body::Body for ChannelBody {
 
 /// Upload until `stop`; reconnects with exponential backoff (1 s to 30 s,
 /// with jitter) after every failure.
-pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>) {
+pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: UploadStatusHandle) {
+    update(&status, |s| {
+        s.stream = spec.stream.clone();
+        s.kvs_stream = spec.kvs_stream.clone();
+        s.endpoint = spec.endpoint.clone();
+    });
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) {
-        match connection(&spec, &store, &stop).await {
+        let result = connection(&spec, &store, &stop, &status).await;
+        update(&status, |s| s.connected = false);
+        match result {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
                 warn!(stream = %spec.stream, error = %e, retry_in = ?backoff, "upload connection ended");
+                update(&status, |s| s.last_error = Some(e.to_string()));
                 let jitter = Duration::from_millis(u64::from(std::process::id() ^ backoff.subsec_nanos()) % 250);
                 let until = tokio::time::Instant::now() + backoff + jitter;
                 while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
@@ -101,7 +156,12 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>) {
 /// Fragments on the wire: cluster timecode → store id.
 type InFlight = Arc<Mutex<HashMap<u64, FragmentId>>>;
 
-async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) -> Result<(), UploadError> {
+async fn connection(
+    spec: &UploadSpec,
+    store: &Store,
+    stop: &Arc<AtomicBool>,
+    status: &UploadStatusHandle,
+) -> Result<(), UploadError> {
     let from = match store.first_not_uploaded(&spec.stream) {
         Ok(Some(id)) => CursorFrom::Fragment(id),
         Ok(None) => CursorFrom::Live,
@@ -140,6 +200,7 @@ async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) ->
     let body_store = store.clone();
     let body_flight = in_flight.clone();
     let body_stop = stop.clone();
+    let body_status = status.clone();
     let mut body = tokio::spawn(async move {
         let mut writer: Option<MkvWriter> = None;
         let mut out = Chunks::new();
@@ -186,9 +247,11 @@ async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) ->
                 CursorItem::FragmentAborted(_) => return Err(UploadError::Aborted),
             }
             for chunk in out.take() {
+                let n = chunk.len() as u64;
                 if tx.send(chunk).await.is_err() {
                     return Err(UploadError::Ended);
                 }
+                update(&body_status, |s| s.bytes_sent += n);
             }
         }
     });
@@ -213,6 +276,10 @@ async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) ->
         return Err(UploadError::Status(status, String::from_utf8_lossy(&text).into_owned()));
     }
     info!(stream = %spec.stream, endpoint = %spec.endpoint, "PutMedia connection up");
+    update(status, |s| {
+        s.connected = true;
+        s.connections += 1;
+    });
 
     // The ACKs.
     let mut acks_body = response.into_body();
@@ -248,6 +315,17 @@ async fn connection(spec: &UploadSpec, store: &Store, stop: &Arc<AtomicBool>) ->
         let mut failed = None;
         for ack in acks.drain(..) {
             let Ok(ack) = ack else { continue };
+            update(status, |s| match &ack.kind {
+                AckKind::Buffering => s.acks.buffering += 1,
+                AckKind::Received => s.acks.received += 1,
+                AckKind::Persisted => s.acks.persisted += 1,
+                AckKind::Error => {
+                    s.acks.error += 1;
+                    *s.errors.entry(ack.error_id.unwrap_or(0)).or_default() += 1;
+                }
+                AckKind::Idle => s.acks.idle += 1,
+                AckKind::Other(_) => {}
+            });
             let id = ack
                 .fragment_timecode
                 .and_then(|t| in_flight.lock().ok().and_then(|m| m.get(&t).copied()));

@@ -192,7 +192,23 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
     for spec in recorder_specs(&config, whep.as_ref().map(|w| w.feeds().as_ref()))? {
         recorders.push(Recorder::spawn(spec, store.clone(), stop.clone())?);
     }
+    let mut upload_specs = Vec::new();
+    for s in &config.streams {
+        let Some(u) = &s.upload else { continue };
+        match &u.endpoint {
+            Some(endpoint) if endpoint.starts_with("http://") => upload_specs.push(crate::kvs::uploader::UploadSpec {
+                stream: s.name.clone(),
+                kvs_stream: u.kvs_stream.clone(),
+                endpoint: endpoint.clone(),
+            }),
+            _ => warn!(
+                stream = %s.name,
+                "upload to AWS itself (SigV4, control plane) is not built yet: only an http:// gateway endpoint uploads; media is kept until then"
+            ),
+        }
+    }
     let state = Arc::new(AppState {
+        uploads: upload_specs.iter().map(|_| Arc::default()).collect(),
         store: store.clone(),
         recorders: recorders.iter().map(Recorder::status_handle).collect(),
         prometheus,
@@ -211,6 +227,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         config.store.path.display()
     );
 
+    let upload_statuses = state.uploads.clone();
     runtime.block_on(async {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(listener, state.clone(), shutdown_rx));
@@ -245,24 +262,18 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         };
         // Uploads (issue 6, in progress: to a KVS-compatible gateway only).
         let upload_stop = Arc::new(AtomicBool::new(false));
-        let mut uploads = Vec::new();
-        for s in &config.streams {
-            let Some(u) = &s.upload else { continue };
-            match &u.endpoint {
-                Some(endpoint) if endpoint.starts_with("http://") => {
-                    let spec = crate::kvs::uploader::UploadSpec {
-                        stream: s.name.clone(),
-                        kvs_stream: u.kvs_stream.clone(),
-                        endpoint: endpoint.clone(),
-                    };
-                    uploads.push(tokio::spawn(crate::kvs::uploader::run(spec, store.clone(), upload_stop.clone())));
-                }
-                _ => warn!(
-                    stream = %s.name,
-                    "upload to AWS itself (SigV4, control plane) is not built yet: only an http:// gateway endpoint uploads; media is kept until then"
-                ),
-            }
-        }
+        let uploads: Vec<_> = upload_specs
+            .into_iter()
+            .zip(upload_statuses)
+            .map(|(spec, status)| {
+                tokio::spawn(crate::kvs::uploader::run(
+                    spec,
+                    store.clone(),
+                    upload_stop.clone(),
+                    status,
+                ))
+            })
+            .collect();
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => info!("SIGINT: closing open fragments"),

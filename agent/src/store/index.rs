@@ -641,6 +641,26 @@ pub(crate) fn first_not_uploaded(conn: &Connection, stream_id: i64) -> Result<Op
     Ok(v.map(|v| FragmentId(v as u64)))
 }
 
+/// (start of the oldest, payload bytes, fragments) of what the stream has
+/// not uploaded yet.
+pub(crate) fn upload_backlog(conn: &Connection, stream_id: i64) -> Result<(Option<i64>, u64, u64), StoreError> {
+    db(
+        "upload backlog",
+        conn.query_row(
+            "SELECT MIN(start_ns), COALESCE(SUM(payload_len), 0), COUNT(*) FROM fragment
+             WHERE stream_id = ?1 AND upload_state NOT IN (3, 5)",
+            params![stream_id],
+            |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        ),
+    )
+}
+
 pub(crate) fn set_kvs_fragment_number(conn: &Connection, id: FragmentId, number: &str) -> Result<bool, StoreError> {
     let n = db(
         "set KVS fragment number",

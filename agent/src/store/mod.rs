@@ -869,6 +869,14 @@ impl Store {
         index::first_not_uploaded(&lock(&self.inner.reader), shared.id)
     }
 
+    /// What `stream` has not uploaded yet: the oldest such fragment's start,
+    /// payload bytes and fragment count.
+    pub fn upload_backlog(&self, stream: &str) -> Result<(Option<Timestamp>, u64, u64), StoreError> {
+        let shared = self.shared(stream)?;
+        let (start, bytes, n) = index::upload_backlog(&lock(&self.inner.reader), shared.id)?;
+        Ok((start.map(|ns| Timestamp::from_nanos(ns.max(0) as u64)), bytes, n))
+    }
+
     /// Record the KVS fragment number from a fragment's ACKs.
     pub fn set_kvs_fragment_number(&self, id: FragmentId, number: &str) -> Result<(), StoreError> {
         if !index::set_kvs_fragment_number(&lock(&self.inner.db), id, number)? {
