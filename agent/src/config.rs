@@ -111,6 +111,14 @@ pub struct UploadSection {
     /// Endpoint override: a gateway or a test server.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// A PutMedia connection is replaced by a fresh one, between fragments,
+    /// after this long (the service ends connections at 45 minutes).
+    #[serde(default = "default_rotate")]
+    pub rotate_seconds: u32,
+}
+
+fn default_rotate() -> u32 {
+    2400
 }
 
 fn default_region() -> String {
@@ -560,6 +568,13 @@ fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, St
             "expected an AWS region such as \"us-west-2\"",
         );
     }
+    if !(10..=2700).contains(&u.rotate_seconds) {
+        bad(
+            format!("{prefix}.rotate_seconds"),
+            u.rotate_seconds.to_string(),
+            "expected 10 to 2700 (the service ends a connection at 45 minutes)",
+        );
+    }
     if let Some(e) = &u.endpoint {
         if !(e.starts_with("https://") || e.starts_with("http://")) {
             bad(
@@ -605,6 +620,13 @@ mod tests {
             e.contains("store.on_full = \"PANIC\"") && e.contains("DENY_NEW_MEDIA"),
             "{e}"
         );
+        let e = errors("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a\"\nrotate_seconds = 3600\n");
+        assert!(
+            e.contains("streams[0].upload.rotate_seconds = 3600: expected 10 to 2700"),
+            "{e}"
+        );
+        let e = errors("[ingest]\nenabled = true\n");
+        assert!(e.contains("ingest.auth = \"sigv4\": expected \"none\""), "{e}");
         let e = errors("[store]\nlive_buffer_kb = 8\n");
         assert!(e.contains("store.live_buffer_kb = 8: expected 64 to 65536"), "{e}");
         let e = errors("[http]\nlisten = \"localhost\"\n");

@@ -80,7 +80,8 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
              [[streams]]\nname = \"cam\"\nwidth = 320\nheight = 240\nbitrate_kbps = 800\n\
-             [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{gport}\"\n",
+             [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{gport}\"\n\
+             rotate_seconds = 10\n",
             dir.path().join("sstore")
         ),
     );
@@ -133,6 +134,12 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
     let up = stream(sport, "cam").unwrap()["uploader"].clone();
     assert_eq!(up["connected"], true, "{up}");
     assert!(up["connections"].as_u64().unwrap() >= 1, "{up}");
+    // Rotation every 10 s: the restarted sender has opened a second
+    // connection by itself, and nothing was lost or sent twice across it
+    // (checked below).
+    wait_for("a rotated connection", Duration::from_secs(20), || {
+        stream(sport, "cam").is_some_and(|s| s["uploader"]["connections"].as_u64().unwrap_or(0) >= 2)
+    });
     assert!(up["acks"]["persisted"].as_u64().unwrap() >= 3, "{up}");
     assert!(up["bytes_sent"].as_u64().unwrap() > 0, "{up}");
     let (_, metrics) = http_get(sport, "/metrics").unwrap();

@@ -5,8 +5,7 @@
 //! not yet PERSISTED.
 //!
 //! What this does not do yet: SigV4 and the AWS control plane (so the
-//! endpoint is a gateway, `[ingest] auth = "none"`), rotation before 45
-//! minutes, rate limits, schedules.
+//! endpoint is a gateway, `[ingest] auth = "none"`), rate limits, schedules.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -41,6 +40,8 @@ pub struct UploadSpec {
     pub kvs_stream: String,
     /// `http://HOST:PORT` of a KVS-compatible endpoint.
     pub endpoint: String,
+    /// End a connection cleanly, between fragments, after this long.
+    pub rotate_after: Duration,
 }
 
 /// ACKs received, by type.
@@ -201,12 +202,13 @@ async fn connection(
     let body_flight = in_flight.clone();
     let body_stop = stop.clone();
     let body_status = status.clone();
+    let rotate_at = tokio::time::Instant::now() + spec.rotate_after;
     let mut body = tokio::spawn(async move {
         let mut writer: Option<MkvWriter> = None;
         let mut out = Chunks::new();
         let mut current: Option<FragmentId> = None;
         loop {
-            if body_stop.load(Ordering::SeqCst) && current.is_none() {
+            if current.is_none() && (body_stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= rotate_at) {
                 return Ok(()); // between fragments: end the body cleanly
             }
             let item = match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {

@@ -200,6 +200,7 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 stream: s.name.clone(),
                 kvs_stream: u.kvs_stream.clone(),
                 endpoint: endpoint.clone(),
+                rotate_after: Duration::from_secs(u.rotate_seconds.into()),
             }),
             _ => warn!(
                 stream = %s.name,
