@@ -369,3 +369,101 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
     }
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
+
+/// POST a JSON body; (status, parsed JSON body).
+fn post_json(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// What AWS's SDK (kvssink with CONTROL_PLANE_URI) calls before PutMedia:
+/// describe (not found), create, describe (ACTIVE), tag, get the data
+/// endpoint, then PutMedia by ARN; and the stream outlives a restart.
+#[test]
+fn the_control_plane_calls_of_the_sdk_then_putmedia_by_arn() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = captured_body(dir.path());
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port);
+    let mut gateway = start_agent(&config, port);
+
+    let (status, v) = post_json(port, "/describeStream", r#"{"StreamName":"door"}"#);
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["__type"], "ResourceNotFoundException");
+    let (status, v) = post_json(
+        port,
+        "/createStream",
+        r#"{"DeviceName":"edge-01","StreamName":"door","MediaType":"video/h264,audio/aac","DataRetentionInHours":2,"Tags":{"site":"a"}}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    let arn = v["StreamARN"].as_str().unwrap().to_owned();
+    assert!(
+        arn.starts_with("arn:aws:kinesisvideo:") && arn.contains(":stream/door/"),
+        "{arn}"
+    );
+    let (status, again) = post_json(port, "/createStream", r#"{"StreamName":"door"}"#);
+    assert_eq!(
+        (status, again["StreamARN"].as_str()),
+        (200, Some(arn.as_str())),
+        "idempotent"
+    );
+    let (status, v) = post_json(port, "/describeStream", &format!(r#"{{"StreamARN":"{arn}"}}"#));
+    assert_eq!(status, 200, "{v}");
+    let info = &v["StreamInfo"];
+    assert_eq!(info["Status"], "ACTIVE");
+    assert_eq!(info["DataRetentionInHours"], 2);
+    assert_eq!(info["MediaType"], "video/h264,audio/aac");
+    assert_eq!(info["StreamName"], "door");
+    let (status, _) = post_json(port, "/tagStream", r#"{"StreamName":"door","Tags":{"floor":"1"}}"#);
+    assert_eq!(status, 200);
+    let (status, v) = post_json(
+        port,
+        "/getDataEndpoint",
+        r#"{"StreamName":"door","APIName":"PUT_MEDIA"}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["DataEndpoint"], format!("http://127.0.0.1:{port}"));
+    // Bad calls name what was wrong.
+    let (status, v) = post_json(
+        port,
+        "/getDataEndpoint",
+        r#"{"StreamName":"door","APIName":"GET_CLIP"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("GET_CLIP"), "{v}");
+    let (status, v) = post_json(port, "/createStream", "not json");
+    assert_eq!((status, v["__type"].as_str()), (400, Some("InvalidArgumentException")));
+    let (status, _) = post_json(port, "/describeStream", r#"{"StreamName":"a b"}"#);
+    assert_eq!(status, 400);
+
+    let headers = [
+        ("x-amzn-stream-arn", arn.as_str()),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
+    let (status, acks) = put_media(port, &headers, &body, 8192, Duration::ZERO);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let persisted = acks.iter().filter(|a| a["EventType"] == "PERSISTED").count();
+    assert_eq!(persisted, cluster_timecodes(&body).len());
+
+    // The streams are kept across a restart.
+    let _ = Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status();
+    assert!(gateway.child.wait().unwrap().success());
+    let _gateway = start_agent(&config, port);
+    let (status, v) = post_json(port, "/describeStream", r#"{"StreamName":"door"}"#);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["StreamInfo"]["StreamARN"], arn.as_str());
+}

@@ -32,11 +32,12 @@ const IDLE_EVERY: Duration = Duration::from_secs(3);
 /// service's 30 s).
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// The gateway's PutMedia endpoint.
-#[derive(Default)]
+/// The gateway's PutMedia endpoint and control plane.
 pub struct Ingest {
     /// Streams with a PutMedia connection now: one each (reference §2.4.3).
     active: Mutex<HashSet<String>>,
+    /// DescribeStream, CreateStream, TagStream, GetDataEndpoint.
+    pub control: super::control::ControlPlane,
 }
 
 /// Releases a stream's connection slot when the connection ends.
@@ -73,6 +74,14 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 }
 
 impl Ingest {
+    /// A gateway keeping its KVS streams in `store_path/kvs-streams.json`.
+    pub fn new(store_path: &std::path::Path) -> Self {
+        Ingest {
+            active: Mutex::default(),
+            control: super::control::ControlPlane::open(store_path.join("kvs-streams.json")),
+        }
+    }
+
     /// Answer a PutMedia request.
     pub async fn put_media(self: &Arc<Self>, req: Request<Incoming>, store: Store) -> Response<Body> {
         let invalid = |m: String| refuse(StatusCode::BAD_REQUEST, "InvalidArgumentException", &m);
@@ -128,6 +137,7 @@ impl Ingest {
             }
         };
         info!(stream = %name, ?timecodes, "PutMedia connection");
+        self.control.ensure(&name);
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Bytes>();
         let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(16);

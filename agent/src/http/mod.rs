@@ -6,6 +6,7 @@
 //! blocking pool and the event loop stays free for other connections.
 
 pub mod api;
+mod control;
 pub mod ingest;
 mod sensor;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -118,6 +120,21 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
             StatusCode::NOT_FOUND,
             "WebRTC is off on this agent ([webrtc] enabled = false)",
         ));
+    }
+    if let (Some(ingest), &Method::POST) = (&state.ingest, req.method()) {
+        if let p @ ("/describeStream" | "/createStream" | "/tagStream" | "/getDataEndpoint") = req.uri().path() {
+            let path = p.to_owned();
+            let host = control::host_of(&req);
+            // Control-plane bodies are small JSON documents.
+            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))),
+            };
+            return Ok(ingest
+                .control
+                .handle(&path, host.as_deref(), &body)
+                .unwrap_or_else(|| error(StatusCode::NOT_FOUND, &format!("no such resource: {path}"))));
+        }
     }
     if req.uri().path() == "/putMedia" {
         return Ok(match (&state.ingest, req.method()) {

@@ -215,7 +215,10 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         prometheus,
         playback: playback::http::Playback::new(Arc::new(store.clone()), playback::http::PlaybackOptions::default()),
         whep: whep.clone(),
-        ingest: config.ingest.enabled.then(|| Arc::new(http::ingest::Ingest::default())),
+        ingest: config
+            .ingest
+            .enabled
+            .then(|| Arc::new(http::ingest::Ingest::new(&config.store.path))),
     });
     info!(
         streams = config.streams.len(),
