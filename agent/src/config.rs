@@ -225,9 +225,11 @@ pub struct SensorSection {
 pub struct IngestSection {
     /// Serve the KVS-compatible ingest endpoint.
     pub enabled: bool,
-    /// How PutMedia callers are authenticated: `sigv4` (not built yet) or
+    /// How callers are authenticated: `sigv4` against `credentials`, or
     /// `none`, said explicitly, for loopback or a trusted network.
     pub auth: String,
+    /// The access keys `sigv4` accepts.
+    pub credentials: Vec<IngestCredential>,
 }
 
 impl Default for IngestSection {
@@ -235,8 +237,19 @@ impl Default for IngestSection {
         IngestSection {
             enabled: false,
             auth: "sigv4".into(),
+            credentials: Vec::new(),
         }
     }
+}
+
+/// `[[ingest.credentials]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestCredential {
+    /// Access key id producers sign with.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
 }
 
 /// `[[webrtc.ice_servers]]`.
@@ -382,12 +395,31 @@ impl Config {
                 "expected 64 to 65536",
             );
         }
-        if self.ingest.enabled && self.ingest.auth != "none" {
-            bad(
+        match self.ingest.auth.as_str() {
+            "none" => {}
+            "sigv4" => {
+                if self.ingest.enabled && self.ingest.credentials.is_empty() {
+                    bad(
+                        "ingest.credentials".into(),
+                        "[]".into(),
+                        "expected at least one [[ingest.credentials]] with access_key_id and secret_access_key for auth = \"sigv4\" (or auth = \"none\" on loopback or a trusted network)",
+                    );
+                }
+                for (i, c) in self.ingest.credentials.iter().enumerate() {
+                    if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+                        bad(
+                            format!("ingest.credentials[{i}]"),
+                            format!("{:?}", c.access_key_id),
+                            "expected a non-empty access_key_id and secret_access_key",
+                        );
+                    }
+                }
+            }
+            other => bad(
                 "ingest.auth".into(),
-                format!("{:?}", self.ingest.auth),
-                "expected \"none\": SigV4 verification of PutMedia callers is not built yet, so a gateway must say it accepts anyone (bind http.listen to loopback or a trusted network)",
-            );
+                format!("{other:?}"),
+                "expected \"sigv4\" or \"none\"",
+            ),
         }
         if self.store.max_age_hours == 0 {
             bad("store.max_age_hours".into(), "0".into(), "expected at least 1 hour");
@@ -626,7 +658,12 @@ mod tests {
             "{e}"
         );
         let e = errors("[ingest]\nenabled = true\n");
-        assert!(e.contains("ingest.auth = \"sigv4\": expected \"none\""), "{e}");
+        assert!(e.contains("ingest.credentials = []: expected at least one"), "{e}");
+        let e = errors("[ingest]\nauth = \"basic\"\n");
+        assert!(
+            e.contains("ingest.auth = \"basic\": expected \"sigv4\" or \"none\""),
+            "{e}"
+        );
         let e = errors("[store]\nlive_buffer_kb = 8\n");
         assert!(e.contains("store.live_buffer_kb = 8: expected 64 to 65536"), "{e}");
         let e = errors("[http]\nlisten = \"localhost\"\n");

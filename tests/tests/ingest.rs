@@ -467,3 +467,130 @@ fn the_control_plane_calls_of_the_sdk_then_putmedia_by_arn() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["StreamInfo"]["StreamARN"], arn.as_str());
 }
+
+/// Headers AWS's own signer (aws-sigv4) adds for `headers` on `path` with
+/// `payload_hash` and `secret`.
+fn aws_signed(path: &str, headers: &[(&str, &str)], payload_hash: &str, secret: &str) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = aws_credential_types::Credentials::new("AKIDGATEWAY", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-west-2")
+        .name("kinesisvideo")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        format!("http://127.0.0.1{path}"),
+        headers.iter().copied(),
+        SignableBody::Precomputed(payload_hash.into()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+#[test]
+fn sigv4_signed_requests_are_accepted_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = captured_body(dir.path());
+    let port = free_tcp_port();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [ingest]\nenabled = true\nauth = \"sigv4\"\n\
+             [[ingest.credentials]]\naccess_key_id = \"AKIDGATEWAY\"\nsecret_access_key = \"s3cr3t/KEY+x\"\n",
+            dir.path().join("store")
+        ),
+    )
+    .unwrap();
+    let _gateway = start_agent(&config, port);
+
+    let names = [
+        ("x-amzn-stream-name", "signed"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
+    // Unsigned: refused before the 200, and nothing is stored.
+    let (status, acks) = put_media(port, &names, &body, 65536, Duration::ZERO);
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+    assert!(acks.iter().all(|a| a["EventType"].is_null()), "{acks:?}");
+    assert_eq!(acks[0]["__type"], "NotAuthorizedException");
+    // Signed with another secret: refused.
+    let wrong = aws_signed("/putMedia", &names, EMPTY_SHA256, "not-it");
+    let mut headers: Vec<(&str, &str)> = names.to_vec();
+    headers.extend(wrong.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (status, _) = put_media(port, &headers, &body, 65536, Duration::ZERO);
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+    // Signed by aws-sigv4 with the gateway's key: accepted and stored.
+    let good = aws_signed("/putMedia", &names, EMPTY_SHA256, "s3cr3t/KEY+x");
+    let mut headers: Vec<(&str, &str)> = names.to_vec();
+    headers.extend(good.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (status, acks) = put_media(port, &headers, &body, 65536, Duration::ZERO);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let persisted = acks.iter().filter(|a| a["EventType"] == "PERSISTED").count();
+    assert_eq!(persisted, cluster_timecodes(&body).len());
+
+    // Control plane: the JSON body's hash is signed.
+    let json = r#"{"StreamName":"signed"}"#;
+    let (status, v) = post_json(port, "/describeStream", json);
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (401, Some("NotAuthorizedException")),
+        "{v}"
+    );
+    let hash = {
+        let o = Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut o = o;
+        o.stdin.take().unwrap().write_all(json.as_bytes()).unwrap();
+        let out = o.wait_with_output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let signed = aws_signed(
+        "/describeStream",
+        &[("content-type", "application/json")],
+        &hash,
+        "s3cr3t/KEY+x",
+    );
+    let (status, v) = post_json_with(port, "/describeStream", json, &signed);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["StreamInfo"]["StreamName"], "signed");
+}
+
+fn post_json_with(port: u16, path: &str, body: &str, extra: &[(String, String)]) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}

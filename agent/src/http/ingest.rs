@@ -22,6 +22,7 @@ use super::Body;
 use crate::kvs::ack::{Ack, AckKind};
 use crate::kvs::ingest::TimecodeType;
 use crate::kvs::session::IngestSession;
+use crate::kvs::sigv4::{self, Credential};
 use crate::kvs::timestamp;
 use crate::store::{validate_stream_name, Store};
 
@@ -38,6 +39,9 @@ pub struct Ingest {
     active: Mutex<HashSet<String>>,
     /// DescribeStream, CreateStream, TagStream, GetDataEndpoint.
     pub control: super::control::ControlPlane,
+    /// The keys SigV4 signatures are checked against; `None`: no checks
+    /// (`[ingest] auth = "none"`).
+    credentials: Option<Vec<Credential>>,
 }
 
 /// Releases a stream's connection slot when the connection ends.
@@ -56,7 +60,7 @@ impl Drop for Active {
 
 /// The service's error replies before the 200: a JSON body with the
 /// exception name, as its SDKs expect.
-fn refuse(status: StatusCode, exception: &str, message: &str) -> Response<Body> {
+pub fn refuse(status: StatusCode, exception: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "message": message, "__type": exception }).to_string();
     let mut r = Response::new(playback::http::full(body));
     *r.status_mut() = status;
@@ -75,15 +79,43 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
 
 impl Ingest {
     /// A gateway keeping its KVS streams in `store_path/kvs-streams.json`.
-    pub fn new(store_path: &std::path::Path) -> Self {
+    pub fn new(store_path: &std::path::Path, credentials: Option<Vec<Credential>>) -> Self {
         Ingest {
             active: Mutex::default(),
             control: super::control::ControlPlane::open(store_path.join("kvs-streams.json")),
+            credentials,
         }
+    }
+
+    /// Checks a request's SigV4 signature; `payload_hash` as signed.
+    pub fn authorize<B>(&self, req: &Request<B>, payload_hash: &str) -> Result<(), sigv4::SigV4Error> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(());
+        };
+        let hash = req
+            .headers()
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(payload_hash);
+        sigv4::verify(
+            req.method().as_str(),
+            req.uri().path(),
+            req.uri().query(),
+            req.headers(),
+            hash,
+            credentials,
+            std::time::SystemTime::now(),
+        )
+        .map(|key| debug!(key, "SigV4 verified"))
     }
 
     /// Answer a PutMedia request.
     pub async fn put_media(self: &Arc<Self>, req: Request<Incoming>, store: Store) -> Response<Body> {
+        // The body streams: PutMedia signs the empty payload (reference §3).
+        if let Err(e) = self.authorize(&req, sigv4::EMPTY_SHA256) {
+            info!(error = %e, "PutMedia refused");
+            return refuse(StatusCode::FORBIDDEN, "NotAuthorizedException", &e.to_string());
+        }
         let invalid = |m: String| refuse(StatusCode::BAD_REQUEST, "InvalidArgumentException", &m);
         let name = match (header(&req, "x-amzn-stream-name"), header(&req, "x-amzn-stream-arn")) {
             (Some(n), None) => n.to_owned(),

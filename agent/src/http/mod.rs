@@ -126,10 +126,20 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
             let path = p.to_owned();
             let host = control::host_of(&req);
             // Control-plane bodies are small JSON documents.
-            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+            let (parts, body) = req.into_parts();
+            let body = match http_body_util::Limited::new(body, 64 * 1024).collect().await {
                 Ok(b) => b.to_bytes(),
                 Err(e) => return Ok(error(StatusCode::BAD_REQUEST, &format!("request body: {e}"))),
             };
+            // Control-plane calls sign the SHA-256 of their JSON body.
+            let signed = Request::from_parts(parts, ());
+            if let Err(e) = ingest.authorize(&signed, &crate::kvs::sigv4::sha256_hex(&body)) {
+                return Ok(ingest::refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "NotAuthorizedException",
+                    &e.to_string(),
+                ));
+            }
             return Ok(ingest
                 .control
                 .handle(&path, host.as_deref(), &body)

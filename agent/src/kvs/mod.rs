@@ -14,6 +14,7 @@ pub mod ack;
 pub mod errors;
 pub mod ingest;
 pub mod session;
+pub mod sigv4;
 pub mod timestamp;
 pub mod tracks;
 pub mod uploader;

@@ -215,10 +215,20 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
         prometheus,
         playback: playback::http::Playback::new(Arc::new(store.clone()), playback::http::PlaybackOptions::default()),
         whep: whep.clone(),
-        ingest: config
-            .ingest
-            .enabled
-            .then(|| Arc::new(http::ingest::Ingest::new(&config.store.path))),
+        ingest: config.ingest.enabled.then(|| {
+            let credentials = (config.ingest.auth == "sigv4").then(|| {
+                config
+                    .ingest
+                    .credentials
+                    .iter()
+                    .map(|c| crate::kvs::sigv4::Credential {
+                        access_key_id: c.access_key_id.clone(),
+                        secret_access_key: c.secret_access_key.clone(),
+                    })
+                    .collect()
+            });
+            Arc::new(http::ingest::Ingest::new(&config.store.path, credentials))
+        }),
     });
     info!(
         streams = config.streams.len(),
