@@ -115,6 +115,13 @@ pub struct UploadSection {
     /// after this long (the service ends connections at 45 minutes).
     #[serde(default = "default_rotate")]
     pub rotate_seconds: u32,
+    /// Static keys to sign with; without them, `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` from the environment, else unsigned.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// The secret of `access_key_id`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
 }
 
 fn default_rotate() -> u32 {
@@ -600,6 +607,13 @@ fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, St
             "expected an AWS region such as \"us-west-2\"",
         );
     }
+    if u.access_key_id.is_some() != u.secret_access_key.is_some() {
+        bad(
+            format!("{prefix}.access_key_id"),
+            format!("{:?}", u.access_key_id.as_deref().unwrap_or("")),
+            "expected access_key_id and secret_access_key together",
+        );
+    }
     if !(10..=2700).contains(&u.rotate_seconds) {
         bad(
             format!("{prefix}.rotate_seconds"),
@@ -655,6 +669,13 @@ mod tests {
         let e = errors("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a\"\nrotate_seconds = 3600\n");
         assert!(
             e.contains("streams[0].upload.rotate_seconds = 3600: expected 10 to 2700"),
+            "{e}"
+        );
+        let e = errors("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a\"\naccess_key_id = \"AK\"\n");
+        assert!(
+            e.contains(
+                "streams[0].upload.access_key_id = \"AK\": expected access_key_id and secret_access_key together"
+            ),
             "{e}"
         );
         let e = errors("[ingest]\nenabled = true\n");

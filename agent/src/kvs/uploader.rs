@@ -4,8 +4,8 @@
 //! store and the upload resumed, after any failure, from the oldest fragment
 //! not yet PERSISTED.
 //!
-//! What this does not do yet: SigV4 and the AWS control plane (so the
-//! endpoint is a gateway, `[ingest] auth = "none"`), rate limits, schedules.
+//! What this does not do yet: the AWS control plane and its credential
+//! chain (so the endpoint is a gateway), rate limits, schedules.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -42,6 +42,73 @@ pub struct UploadSpec {
     pub endpoint: String,
     /// End a connection cleanly, between fragments, after this long.
     pub rotate_after: Duration,
+    /// SigV4 keys; `None`: requests go unsigned.
+    pub credentials: Option<SigningKeys>,
+    /// The region in the signature's scope.
+    pub region: String,
+}
+
+/// Keys to sign PutMedia with.
+#[derive(Clone)]
+pub struct SigningKeys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token (temporary credentials).
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("SigningKeys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SigV4 headers (authorization, x-amz-date, x-amz-security-token) for
+/// a PutMedia carrying `headers`: every header signed, the payload as the
+/// empty string (reference §3).
+fn sign(
+    keys: &SigningKeys,
+    region: &str,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<Vec<(String, String)>, UploadError> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity = aws_credential_types::Credentials::new(
+        keys.access_key_id.clone(),
+        keys.secret_access_key.clone(),
+        keys.session_token.clone(),
+        None,
+        "edge-agent",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("kinesisvideo")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| UploadError::Other(format!("signing: {e}")))?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Precomputed(super::sigv4::EMPTY_SHA256.into()),
+    )
+    .map_err(|e| UploadError::Other(format!("signing: {e}")))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| UploadError::Other(format!("signing: {e}")))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
 }
 
 /// ACKs received, by type.
@@ -186,13 +253,31 @@ async fn connection(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     let conn = tokio::spawn(conn);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let req = hyper::Request::post("/putMedia")
-        .header("host", authority.as_str())
-        .header("x-amzn-stream-name", spec.kvs_stream.as_str())
-        .header("x-amzn-fragment-timecode-type", "ABSOLUTE")
-        .header("x-amzn-producer-start-timestamp", timestamp::format(hardware::now()))
-        .header("x-amzn-fragment-acknowledgment-required", "1")
-        .header("user-agent", concat!("edge-agent/", env!("CARGO_PKG_VERSION")))
+    let headers: Vec<(&str, String)> = vec![
+        ("host", authority.clone()),
+        ("x-amzn-stream-name", spec.kvs_stream.clone()),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE".into()),
+        ("x-amzn-producer-start-timestamp", timestamp::format(hardware::now())),
+        ("x-amzn-fragment-acknowledgment-required", "1".into()),
+        ("user-agent", concat!("edge-agent/", env!("CARGO_PKG_VERSION")).into()),
+    ];
+    let signature = match &spec.credentials {
+        Some(keys) => sign(
+            keys,
+            &spec.region,
+            &format!("{}/putMedia", spec.endpoint.trim_end_matches('/')),
+            &headers,
+        )?,
+        None => Vec::new(),
+    };
+    let mut req = hyper::Request::post("/putMedia");
+    for (k, v) in &headers {
+        req = req.header(*k, v.as_str());
+    }
+    for (k, v) in &signature {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
         .body(ChannelBody(rx))
         .map_err(|e| UploadError::Other(e.to_string()))?;
     let in_flight: InFlight = Arc::default();

@@ -32,6 +32,24 @@ use talkback::{Talkback, TalkbackConfig};
 /// How often retention runs (it also runs as the store sees fit on writes).
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
 
+/// SigV4 keys for an upload: the config's, else the environment's.
+fn signing_keys(u: &crate::config::UploadSection) -> Option<crate::kvs::uploader::SigningKeys> {
+    if let (Some(id), Some(secret)) = (&u.access_key_id, &u.secret_access_key) {
+        return Some(crate::kvs::uploader::SigningKeys {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: None,
+        });
+    }
+    let id = std::env::var("AWS_ACCESS_KEY_ID").ok()?;
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok()?;
+    Some(crate::kvs::uploader::SigningKeys {
+        access_key_id: id,
+        secret_access_key: secret,
+        session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+    })
+}
+
 /// The store configuration a config file describes.
 pub fn store_config(config: &Config) -> Result<StoreConfig> {
     let s = &config.store;
@@ -201,6 +219,8 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 kvs_stream: u.kvs_stream.clone(),
                 endpoint: endpoint.clone(),
                 rotate_after: Duration::from_secs(u.rotate_seconds.into()),
+                credentials: signing_keys(u),
+                region: u.region.clone(),
             }),
             _ => warn!(
                 stream = %s.name,
