@@ -115,6 +115,12 @@ pub struct UploadSection {
     /// after this long (the service ends connections at 45 minutes).
     #[serde(default = "default_rotate")]
     pub rotate_seconds: u32,
+    /// Most upload rate, megabits per second (the service: 100 = 12.5 MB/s).
+    #[serde(default = "default_max_mbps")]
+    pub max_mbps: u32,
+    /// Most fragments started per second (the service: 5).
+    #[serde(default = "default_max_fragments")]
+    pub max_fragments_per_second: u32,
     /// Static keys to sign with; without them, `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY` from the environment, else unsigned.
     #[serde(default)]
@@ -126,6 +132,14 @@ pub struct UploadSection {
 
 fn default_rotate() -> u32 {
     2400
+}
+
+fn default_max_mbps() -> u32 {
+    100
+}
+
+fn default_max_fragments() -> u32 {
+    5
 }
 
 fn default_region() -> String {
@@ -614,6 +628,20 @@ fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, St
             "expected access_key_id and secret_access_key together",
         );
     }
+    if !(1..=100_000).contains(&u.max_mbps) {
+        bad(
+            format!("{prefix}.max_mbps"),
+            u.max_mbps.to_string(),
+            "expected 1 to 100000 megabits per second",
+        );
+    }
+    if !(1..=1000).contains(&u.max_fragments_per_second) {
+        bad(
+            format!("{prefix}.max_fragments_per_second"),
+            u.max_fragments_per_second.to_string(),
+            "expected 1 to 1000",
+        );
+    }
     if !(10..=2700).contains(&u.rotate_seconds) {
         bad(
             format!("{prefix}.rotate_seconds"),
@@ -676,6 +704,15 @@ mod tests {
             e.contains(
                 "streams[0].upload.access_key_id = \"AK\": expected access_key_id and secret_access_key together"
             ),
+            "{e}"
+        );
+        let e = errors("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a\"\nmax_mbps = 0\nmax_fragments_per_second = 0\n");
+        assert!(
+            e.contains("streams[0].upload.max_mbps = 0: expected 1 to 100000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("streams[0].upload.max_fragments_per_second = 0: expected 1 to 1000"),
             "{e}"
         );
         let e = errors("[ingest]\nenabled = true\n");

@@ -5,7 +5,7 @@
 //! not yet PERSISTED.
 //!
 //! What this does not do yet: the AWS control plane and its credential
-//! chain (so the endpoint is a gateway), rate limits, schedules.
+//! chain (so the endpoint is a gateway), schedules.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -44,6 +44,10 @@ pub struct UploadSpec {
     pub rotate_after: Duration,
     /// SigV4 keys; `None`: requests go unsigned.
     pub credentials: Option<SigningKeys>,
+    /// Most body bytes per second (the service: 12.5 MB/s per stream).
+    pub max_bytes_per_second: u64,
+    /// Most fragments started per second (the service: 5).
+    pub max_fragments_per_second: u32,
     /// The region in the signature's scope.
     pub region: String,
 }
@@ -221,6 +225,48 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
     }
 }
 
+/// Paces a connection's body under the per-stream limits: bytes and
+/// fragments may not run ahead of their rate since the connection began,
+/// beyond a burst of one second's worth. Live media is far below both and
+/// is never held; a backlog drains at whichever limit it meets first.
+#[derive(Debug)]
+struct Pace {
+    bytes_per_second: f64,
+    fragments_per_second: f64,
+    bytes: u64,
+    fragments: u64,
+}
+
+impl Pace {
+    fn new(max_bytes_per_second: u64, max_fragments_per_second: u32) -> Self {
+        Pace {
+            bytes_per_second: max_bytes_per_second.max(1) as f64,
+            fragments_per_second: f64::from(max_fragments_per_second.max(1)),
+            bytes: 0,
+            fragments: 0,
+        }
+    }
+
+    /// How long to wait, `elapsed` into the connection, before sending a
+    /// fragment's start.
+    fn fragment(&mut self, elapsed: Duration) -> Duration {
+        // The n-th fragment (from 0) may start at (n - burst) / rate.
+        let ahead = (self.fragments as f64 - self.fragments_per_second).max(0.0);
+        let due = Duration::from_secs_f64(ahead / self.fragments_per_second);
+        self.fragments += 1;
+        due.saturating_sub(elapsed)
+    }
+
+    /// How long to wait, `elapsed` into the connection, after `n` more
+    /// bytes went out.
+    fn bytes(&mut self, n: u64, elapsed: Duration) -> Duration {
+        self.bytes += n;
+        let ahead = (self.bytes as f64 - self.bytes_per_second).max(0.0);
+        let due = Duration::from_secs_f64(ahead / self.bytes_per_second);
+        due.saturating_sub(elapsed)
+    }
+}
+
 /// Fragments on the wire: cluster timecode → store id.
 type InFlight = Arc<Mutex<HashMap<u64, FragmentId>>>;
 
@@ -287,7 +333,9 @@ async fn connection(
     let body_flight = in_flight.clone();
     let body_stop = stop.clone();
     let body_status = status.clone();
-    let rotate_at = tokio::time::Instant::now() + spec.rotate_after;
+    let began = tokio::time::Instant::now();
+    let rotate_at = began + spec.rotate_after;
+    let mut pace = Pace::new(spec.max_bytes_per_second, spec.max_fragments_per_second);
     let mut body = tokio::spawn(async move {
         let mut writer: Option<MkvWriter> = None;
         let mut out = Chunks::new();
@@ -302,6 +350,10 @@ async fn connection(
             };
             match item {
                 CursorItem::FragmentStart(head) => {
+                    let wait = pace.fragment(began.elapsed());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                     let same = writer.as_ref().is_some_and(|w| w.tracks() == &head.tracks[..]);
                     if !same {
                         let mut w = MkvWriter::new(&head.tracks, MkvWriterOptions::default())
@@ -339,6 +391,10 @@ async fn connection(
                     return Err(UploadError::Ended);
                 }
                 update(&body_status, |s| s.bytes_sent += n);
+                let wait = pace.bytes(n, began.elapsed());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
     });
@@ -452,4 +508,40 @@ async fn connection(
     body.abort();
     conn.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_is_paced_at_the_first_limit_it_meets_and_live_media_never_waits() {
+        // 12.5 MB/s and 5 fragments/s; 1 MB fragments sent back to back.
+        let mut p = Pace::new(12_500_000, 5);
+        let mut t = Duration::ZERO;
+        for _ in 0..50 {
+            t += p.fragment(t);
+            t += p.bytes(1_000_000, t);
+        }
+        // Fragments bind (5/s = 5 MB/s < 12.5 MB/s): the 50th starts at
+        // (49 - 5 of burst) / 5 = 8.8 s.
+        assert!((8.7..8.9).contains(&t.as_secs_f64()), "{t:?}");
+
+        let mut p = Pace::new(12_500_000, 5);
+        let mut t = Duration::ZERO;
+        for _ in 0..10 {
+            t += p.fragment(t);
+            t += p.bytes(5_000_000, t);
+        }
+        // Bytes bind: 50 MB at 12.5 MB/s, less a second's burst.
+        assert!((2.9..3.1).contains(&t.as_secs_f64()), "{t:?}");
+
+        // Live: a 0.5 MB fragment every 2 s never waits.
+        let mut p = Pace::new(12_500_000, 5);
+        for i in 0..100u64 {
+            let at = Duration::from_secs(2 * i);
+            assert_eq!(p.fragment(at), Duration::ZERO);
+            assert_eq!(p.bytes(500_000, at + Duration::from_millis(10)), Duration::ZERO);
+        }
+    }
 }

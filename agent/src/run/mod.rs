@@ -220,6 +220,8 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 endpoint: endpoint.clone(),
                 rotate_after: Duration::from_secs(u.rotate_seconds.into()),
                 credentials: signing_keys(u),
+                max_bytes_per_second: u64::from(u.max_mbps) * 125_000,
+                max_fragments_per_second: u.max_fragments_per_second,
                 region: u.region.clone(),
             }),
             _ => warn!(
