@@ -315,3 +315,48 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() ->
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The stream `name` in the agent's `/api/streams` on `port`.
+pub fn api_stream(port: u16, name: &str) -> Option<serde_json::Value> {
+    let (_, body) = http_get(port, "/api/streams").ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["streams"].as_array()?.iter().find(|s| s["name"] == name).cloned()
+}
+
+/// Every frame (Block) of an MKV file's bytes, in file order.
+pub fn mkv_blocks(bytes: &[u8]) -> Vec<fragmenter::mkv::Block> {
+    let mut r = fragmenter::mkv::MkvReader::default();
+    r.feed(bytes);
+    r.finish();
+    let mut blocks = Vec::new();
+    while let Some(ev) = r.next_event().expect("a readable MKV") {
+        if let fragmenter::mkv::MkvEvent::Block(b) = ev {
+            blocks.push(b);
+        }
+    }
+    blocks
+}
+
+/// Asserts that track `track` of `stored` is the start of the same track of
+/// `sent`, frame for frame and byte for byte (frames of different tracks at
+/// one instant may interleave either way); returns how many frames of
+/// `sent` are not in `stored`.
+pub fn assert_track_prefix(sent: &[fragmenter::mkv::Block], stored: &[fragmenter::mkv::Block], track: u64) -> usize {
+    let a: Vec<_> = sent.iter().filter(|b| b.track == track).collect();
+    let b: Vec<_> = stored.iter().filter(|b| b.track == track).collect();
+    assert!(
+        !b.is_empty() && b.len() <= a.len(),
+        "track {track}: {} sent, {} stored",
+        a.len(),
+        b.len()
+    );
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(
+            (x.timecode, x.keyframe),
+            (y.timecode, y.keyframe),
+            "track {track} frame {i}"
+        );
+        assert!(x.data == y.data, "track {track} frame {i}: payload differs");
+    }
+    a.len() - b.len()
+}

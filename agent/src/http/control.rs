@@ -64,6 +64,14 @@ fn refuse(Refusal(status, exception, message): Refusal) -> Response<Body> {
     r
 }
 
+fn not_found(name: &str) -> Refusal {
+    Refusal(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFoundException",
+        format!("stream {name} does not exist"),
+    )
+}
+
 fn invalid(m: impl Into<String>) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, "InvalidArgumentException", m.into())
 }
@@ -184,13 +192,7 @@ impl ControlPlane {
             .map_err(|_| invalid("poisoned"))?
             .get(name)
             .cloned()
-            .ok_or_else(|| {
-                Refusal(
-                    StatusCode::NOT_FOUND,
-                    "ResourceNotFoundException",
-                    format!("stream {name} does not exist"),
-                )
-            })
+            .ok_or_else(|| not_found(name))
     }
 
     fn describe(&self, req: &Value) -> Result<Value, Refusal> {
@@ -254,13 +256,7 @@ impl ControlPlane {
         let name = self.name_of(req)?;
         let tags = tags_of(req)?;
         let mut streams = self.streams.lock().map_err(|_| invalid("poisoned"))?;
-        let s = streams.get_mut(&name).ok_or_else(|| {
-            Refusal(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                format!("stream {name} does not exist"),
-            )
-        })?;
+        let s = streams.get_mut(&name).ok_or_else(|| not_found(&name))?;
         s.tags.extend(tags);
         if s.tags.len() > 50 {
             return Err(Refusal(

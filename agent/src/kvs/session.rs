@@ -36,6 +36,25 @@ struct OpenFragment {
     duplicate: bool,
 }
 
+impl OpenFragment {
+    /// A fragment whose Cluster starts at `timecode` (`start` in producer
+    /// time), numbered `number` by the store.
+    fn new(timecode: u64, start: Timestamp, number: Option<String>, refused: bool, duplicate: bool) -> Self {
+        OpenFragment {
+            timecode,
+            start,
+            end: start,
+            last_pts: start,
+            frames: 0,
+            bytes: 0,
+            track_frames: [0; TrackId::MAX_TRACKS as usize],
+            refused,
+            number,
+            duplicate,
+        }
+    }
+}
+
 /// A fragment received and waiting for its Tags (they follow the Cluster).
 struct Received {
     timecode: u64,
@@ -253,18 +272,13 @@ impl IngestSession {
                 }
                 if let Some(existing) = self.stored_at(start)? {
                     debug!(stream = %self.stream, timecode, id = existing.0, "fragment already stored; acknowledging it again");
-                    self.open = Some(OpenFragment {
-                        timecode: *timecode,
+                    self.open = Some(OpenFragment::new(
+                        *timecode,
                         start,
-                        end: start,
-                        last_pts: start,
-                        frames: 0,
-                        bytes: 0,
-                        track_frames: [0; TrackId::MAX_TRACKS as usize],
-                        refused: false,
-                        number: Some(existing.0.to_string()),
-                        duplicate: true,
-                    });
+                        Some(existing.0.to_string()),
+                        false,
+                        true,
+                    ));
                     return Ok(());
                 }
                 let Some(writer) = self.writer.as_mut() else {
@@ -275,18 +289,8 @@ impl IngestSession {
                     Err(e) if e.is_denied() => true,
                     Err(e) => return Err(e),
                 };
-                self.open = Some(OpenFragment {
-                    timecode: *timecode,
-                    start,
-                    end: start,
-                    last_pts: start,
-                    frames: 0,
-                    bytes: 0,
-                    track_frames: [0; TrackId::MAX_TRACKS as usize],
-                    refused,
-                    number: writer.open_fragment().map(|id| id.0.to_string()),
-                    duplicate: false,
-                });
+                let number = writer.open_fragment().map(|id| id.0.to_string());
+                self.open = Some(OpenFragment::new(*timecode, start, number, refused, false));
             }
             MkvEvent::Block(b) => {
                 let pts = self.time(b.timecode);
