@@ -360,3 +360,27 @@ pub fn assert_track_prefix(sent: &[fragmenter::mkv::Block], stored: &[fragmenter
     }
     a.len() - b.len()
 }
+
+/// `edge-agent export` of all of `stream` (the agent with `config` stopped)
+/// into `out` (MKV), read back as its frames.
+pub fn export_mkv_blocks(config: &Path, stream: &str, out: &Path) -> Vec<fragmenter::mkv::Block> {
+    let o = run_agent(&[
+        "export",
+        "-c",
+        config.to_str().unwrap(),
+        "--stream",
+        stream,
+        "--start",
+        "0",
+        "--end",
+        "4102444800000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "export {stream}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    mkv_blocks(&std::fs::read(out).unwrap())
+}

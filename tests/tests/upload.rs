@@ -26,28 +26,6 @@ fn kill(agent: &RunningAgent, sig: &str) {
     let _ = Command::new("kill").args([sig, &agent.child.id().to_string()]).status();
 }
 
-fn export_blocks(config: &Path, stream: &str, out: &Path) -> Vec<fragmenter::mkv::Block> {
-    let o = run_agent(&[
-        "export",
-        "-c",
-        config.to_str().unwrap(),
-        "--stream",
-        stream,
-        "--start",
-        "0",
-        "--end",
-        "4102444800000",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "export {stream}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    mkv_blocks(&std::fs::read(out).unwrap())
-}
-
 #[test]
 fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,8 +124,8 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
     let mut gateway = gateway;
     assert!(gateway.child.wait().unwrap().success());
 
-    let sent = export_blocks(&sconfig, "cam", &dir.path().join("sender.mkv"));
-    let stored = export_blocks(&gconfig, "cam-up", &dir.path().join("gateway.mkv"));
+    let sent = export_mkv_blocks(&sconfig, "cam", &dir.path().join("sender.mkv"));
+    let stored = export_mkv_blocks(&gconfig, "cam-up", &dir.path().join("gateway.mkv"));
     let mut tail = 0;
     for track in 1..=3u64 {
         // The gateway holds the sender's frames in order, none twice, none

@@ -108,6 +108,17 @@ impl ControlPlane {
         std::fs::rename(&tmp, &self.path)
     }
 
+    /// `save`, failing the call when the file cannot be written.
+    fn store(&self, streams: &BTreeMap<String, KvsStream>) -> Result<(), Refusal> {
+        self.save(streams).map_err(|e| {
+            Refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceUnavailableException",
+                format!("cannot save kvs-streams.json: {e}"),
+            )
+        })
+    }
+
     fn arn(name: &str, created: f64) -> String {
         format!(
             "arn:aws:kinesisvideo:local:000000000000:stream/{name}/{}",
@@ -241,13 +252,7 @@ impl ControlPlane {
         };
         let arn = s.arn.clone();
         streams.insert(name.clone(), s);
-        self.save(&streams).map_err(|e| {
-            Refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceUnavailableException",
-                e.to_string(),
-            )
-        })?;
+        self.store(&streams)?;
         info!(stream = %name, "KVS stream created");
         Ok(json!({ "StreamARN": arn }))
     }
@@ -257,21 +262,17 @@ impl ControlPlane {
         let tags = tags_of(req)?;
         let mut streams = self.streams.lock().map_err(|_| invalid("poisoned"))?;
         let s = streams.get_mut(&name).ok_or_else(|| not_found(&name))?;
-        s.tags.extend(tags);
-        if s.tags.len() > 50 {
+        let mut merged = s.tags.clone();
+        merged.extend(tags);
+        if merged.len() > 50 {
             return Err(Refusal(
                 StatusCode::BAD_REQUEST,
                 "TagsPerResourceExceededLimitException",
                 "at most 50 tags per stream".into(),
             ));
         }
-        self.save(&streams).map_err(|e| {
-            Refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ServiceUnavailableException",
-                e.to_string(),
-            )
-        })?;
+        s.tags = merged;
+        self.store(&streams)?;
         Ok(json!({}))
     }
 
