@@ -167,8 +167,10 @@ impl IngestSession {
             let error = outcomes.iter().any(|o| matches!(o, Outcome::Error { .. }));
             if !error {
                 if let Err(e) = self.store_event(&ev, acks) {
+                    // 5000 (INTERNAL_ERROR): a producer retries it. 45xx
+                    // would make it skip the fragment for our failure.
                     self.fail(
-                        4500,
+                        5000,
                         "INTERNAL_ERROR",
                         &format!("the gateway could not store it: {e}"),
                         acks,

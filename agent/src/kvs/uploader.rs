@@ -206,8 +206,9 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
         s.endpoint = spec.endpoint.clone();
     });
     let mut backoff = Duration::from_secs(1);
+    let skip: SkipSet = Arc::default();
     while !stop.load(Ordering::SeqCst) {
-        let result = connection(&spec, &store, &stop, &status).await;
+        let result = connection(&spec, &store, &stop, &status, &skip).await;
         update(&status, |s| s.connected = false);
         match result {
             Ok(()) => backoff = Duration::from_secs(1),
@@ -270,11 +271,18 @@ impl Pace {
 /// Fragments on the wire: cluster timecode → store id.
 type InFlight = Arc<Mutex<HashMap<u64, FragmentId>>>;
 
+/// Fragments an ERROR said to skip. An ERROR often names a fragment still
+/// being written (its index row does not exist yet), so the store cannot
+/// record Skipped until the cursor reaches its end; until then this set
+/// keeps it from being sent again.
+type SkipSet = Arc<Mutex<std::collections::HashSet<FragmentId>>>;
+
 async fn connection(
     spec: &UploadSpec,
     store: &Store,
     stop: &Arc<AtomicBool>,
     status: &UploadStatusHandle,
+    skip: &SkipSet,
 ) -> Result<(), UploadError> {
     let from = match store.first_not_uploaded(&spec.stream) {
         Ok(Some(id)) => CursorFrom::Fragment(id),
@@ -333,6 +341,7 @@ async fn connection(
     let body_flight = in_flight.clone();
     let body_stop = stop.clone();
     let body_status = status.clone();
+    let body_skip = skip.clone();
     let began = tokio::time::Instant::now();
     let rotate_at = began + spec.rotate_after;
     let mut pace = Pace::new(spec.max_bytes_per_second, spec.max_fragments_per_second);
@@ -340,6 +349,7 @@ async fn connection(
         let mut writer: Option<MkvWriter> = None;
         let mut out = Chunks::new();
         let mut current: Option<FragmentId> = None;
+        let mut skipping = false;
         loop {
             if current.is_none() && (body_stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= rotate_at) {
                 return Ok(()); // between fragments: end the body cleanly
@@ -349,7 +359,18 @@ async fn connection(
                 Err(_) => continue,
             };
             match item {
+                CursorItem::FragmentStart(head) if body_skip.lock().is_ok_and(|s| s.contains(&head.id)) => {
+                    skipping = true;
+                    current = Some(head.id);
+                }
+                CursorItem::Frame(_) if skipping => {}
+                CursorItem::FragmentEnd(meta) if skipping => {
+                    let _ = body_store.set_upload_state(meta.id, UploadState::Skipped);
+                    skipping = false;
+                    current = None;
+                }
                 CursorItem::FragmentStart(head) => {
+                    skipping = false;
                     let wait = pace.fragment(began.elapsed());
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
@@ -491,9 +512,16 @@ async fn connection(
                     let error_id = ack.error_id.unwrap_or(0);
                     if let Some(id) = id {
                         let state = match errors::action(error_id) {
-                            Action::Skip => UploadState::Skipped,
+                            Action::Skip => {
+                                if let Ok(mut s) = skip.lock() {
+                                    s.insert(id);
+                                }
+                                UploadState::Skipped
+                            }
                             _ => UploadState::Failed { error_id },
                         };
+                        // Fails for a fragment not yet committed; the skip
+                        // set covers that one.
                         let _ = store.set_upload_state(id, state);
                     }
                     failed = Some(UploadError::Ack(error_id, ack.error_code.clone().unwrap_or_default()));
