@@ -44,6 +44,13 @@ pub struct Ingest {
     credentials: Option<Vec<Credential>>,
 }
 
+/// A number per PutMedia connection, for `x-amzn-RequestId` (logs on both
+/// ends can then name the connection).
+fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Releases a stream's connection slot when the connection ends.
 struct Active {
     ingest: Arc<Ingest>,
@@ -249,7 +256,7 @@ impl Ingest {
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r.headers_mut()
-            .insert("x-amzn-RequestId", HeaderValue::from_static("edge-agent"));
+            .insert("x-amzn-RequestId", HeaderValue::from(next_request_id()));
         r
     }
 }

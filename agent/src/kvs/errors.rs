@@ -155,13 +155,6 @@ pub fn action(id: u32) -> Action {
     known(id).map_or(Action::Retry, |k| k.action)
 }
 
-/// Whether the service host was alive when `id` ended the connection: the
-/// producer then resumes after the last RECEIVED fragment rather than the
-/// last PERSISTED one (PIC's `CONNECTION_DROPPED_HOST_ALIVE`).
-pub fn host_alive(id: u32) -> bool {
-    matches!(id, 4000 | 4003 | 4008 | 4500..=4507 | 5000 | 5001)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +171,6 @@ mod tests {
         assert_eq!(action(4507), Action::Terminal);
         assert_eq!(action(4999), Action::Retry, "unknown ids are retried");
         assert_eq!(known(4006).unwrap().code, "INVALID_MKV_DATA");
-        assert!(host_alive(4003) && host_alive(5001) && !host_alive(4006));
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub enum TimecodeType {
     Relative(Timestamp),
 }
 
+impl TimecodeType {
+    /// The producer time of `ticks` of `scale` nanoseconds.
+    pub fn producer_time(self, ticks: u64, scale: u64) -> Timestamp {
+        let ns = ticks.saturating_mul(scale);
+        match self {
+            TimecodeType::Absolute => Timestamp::from_nanos(ns),
+            TimecodeType::Relative(start) => Timestamp::from_nanos(start.as_nanos().saturating_add(ns)),
+        }
+    }
+}
+
 /// The service's per-fragment limits (hard quotas).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -117,11 +128,6 @@ impl IngestRules {
             tagged: None,
             failed: false,
         }
-    }
-
-    /// An ERROR has been decided: nothing more is accepted.
-    pub fn failed(&self) -> bool {
-        self.failed
     }
 
     fn error(&mut self, error_id: u32, detail: String, out: &mut Vec<Outcome>) {
@@ -228,11 +234,7 @@ impl IngestRules {
                 }
                 self.previous_end = open.last;
                 self.tagged = Some(open.timecode);
-                let ticks = open.timecode.saturating_mul(self.scale);
-                let producer_time = match self.timecodes {
-                    TimecodeType::Absolute => Timestamp::from_nanos(ticks),
-                    TimecodeType::Relative(start) => Timestamp::from_nanos(start.as_nanos().saturating_add(ticks)),
-                };
+                let producer_time = self.timecodes.producer_time(open.timecode, self.scale);
                 out.push(Outcome::Received {
                     timecode: open.timecode,
                     producer_time,

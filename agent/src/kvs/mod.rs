@@ -6,9 +6,6 @@
 //! `POST /putMedia`, `crate::http::ingest`).
 //!
 //! Facts come from `../shared/reference/kvs-protocol.md` (§2, §4, §5).
-// The ACK reader and the ErrorId actions are for the uploader, which is not
-// written yet; they are complete and tested on their own.
-#![allow(dead_code)]
 
 pub mod ack;
 pub mod errors;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fragmenter::fragment::{CloseReason, FragmentSummary};
 use fragmenter::mkv::{MkvEvent, MkvReader, ReaderLimits};
-use fragmenter::{FragmentEvent, Frame, Timestamp, Track, TrackId};
+use fragmenter::{FragmentEvent, Frame, Timestamp, TrackId};
 use tracing::{debug, warn};
 
 use super::ack::{Ack, AckKind};
@@ -72,7 +72,6 @@ pub struct IngestSession {
     rules: IngestRules,
     timecodes: TimecodeType,
     scale: u64,
-    tracks: Vec<Track>,
     writer: Option<StreamWriter>,
     open: Option<OpenFragment>,
     received: Option<Received>,
@@ -92,7 +91,6 @@ impl IngestSession {
             rules: IngestRules::new(timecodes, Limits::default()),
             timecodes,
             scale: 1_000_000,
-            tracks: Vec::new(),
             writer: None,
             open: None,
             received: None,
@@ -263,7 +261,6 @@ impl IngestSession {
                         }
                     }
                     self.writer = Some(self.store.open_stream(&self.stream, &tracks, false)?);
-                    self.tracks = tracks;
                 }
             }
             MkvEvent::ClusterStart { timecode, .. } => {
@@ -398,13 +395,10 @@ impl IngestSession {
         }
     }
 
-    /// Producer time of `ticks`.
+    /// Producer time of `ticks` (a block's may be negative: clamped to 0).
     fn time(&self, ticks: i64) -> Timestamp {
-        let ns = u64::try_from(ticks).unwrap_or(0).saturating_mul(self.scale);
-        match self.timecodes {
-            TimecodeType::Absolute => Timestamp::from_nanos(ns),
-            TimecodeType::Relative(start) => Timestamp::from_nanos(start.as_nanos().saturating_add(ns)),
-        }
+        self.timecodes
+            .producer_time(u64::try_from(ticks).unwrap_or(0), self.scale)
     }
 }
 
@@ -425,6 +419,7 @@ mod tests {
     use bytes::Bytes;
     use fragmenter::media::VideoTrack;
     use fragmenter::mkv::{MkvEvent, MkvReader, MkvWriter, MkvWriterOptions};
+    use fragmenter::Track;
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {

@@ -463,11 +463,16 @@ async fn connection(
         let data = match frame {
             Err(_) => break Err(UploadError::Silent(ACK_TIMEOUT)),
             Ok(None) => {
+                // An object cut off by the end of the stream is reported.
+                reader.finish(&mut acks);
+                for e in acks.drain(..).filter_map(Result::err) {
+                    warn!(stream = %spec.stream, error = %e, "ACK stream ended inside an ACK");
+                }
                 break if body.is_finished() {
                     Ok(())
                 } else {
                     Err(UploadError::Ended)
-                }
+                };
             }
             Ok(Some(Err(e))) => break Err(e.into()),
             Ok(Some(Ok(f))) => match f.into_data() {
