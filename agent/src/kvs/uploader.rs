@@ -28,8 +28,14 @@ use super::errors::{self, Action};
 use super::timestamp;
 use crate::store::{CursorFrom, CursorItem, FragmentId, Store, StoreError, UploadState};
 
-/// No ACK for this long while fragments are being sent: reconnect.
+/// No ACK for this long while fragments are being sent: reconnect. The
+/// service and the gateway send IDLE every few seconds, so silence this long
+/// means a dead path (a stalled proxy, a blackholed route), not a slow one.
 const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A TCP connect or the PutMedia response head taking longer than this: a
+/// dead path; try again after the backoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One stream's upload.
 #[derive(Clone, Debug)]
@@ -177,6 +183,8 @@ enum UploadError {
     Ack(u32, String),
     #[error("no ACK for {0:?}")]
     Silent(Duration),
+    #[error("{0} took longer than {1:?}")]
+    Timeout(&'static str, Duration),
     #[error("the fragment being sent was dropped by its writer")]
     Aborted,
     #[error("the ACK stream ended")]
@@ -300,9 +308,10 @@ async fn connection(
         .ok_or_else(|| UploadError::Other(format!("endpoint {}: only http:// gateways for now", spec.endpoint)))?
         .trim_end_matches('/')
         .to_owned();
-    let tcp = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| UploadError::Connect(authority.clone(), e))?;
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&authority)).await {
+        Ok(r) => r.map_err(|e| UploadError::Connect(authority.clone(), e))?,
+        Err(_) => return Err(UploadError::Timeout("connecting", CONNECT_TIMEOUT)),
+    };
     tcp.set_nodelay(true).ok();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     let conn = tokio::spawn(conn);
@@ -420,8 +429,17 @@ async fn connection(
         }
     });
 
+    // A blackholed path accepts the connection and then says nothing; the
+    // response head must come within the timeout or the body stops there.
     let response = tokio::select! {
-        r = sender.send_request(req) => r?,
+        r = tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req)) => match r {
+            Ok(r) => r?,
+            Err(_) => {
+                body.abort();
+                conn.abort();
+                return Err(UploadError::Timeout("the PutMedia response", CONNECT_TIMEOUT));
+            }
+        },
         r = &mut body => {
             conn.abort();
             return match r { Ok(Ok(())) => Ok(()), Ok(Err(e)) => Err(e), Err(e) => Err(UploadError::Other(e.to_string())) };
