@@ -22,13 +22,7 @@ use fragmenter::fragment::{CloseReason, FragmentSummary};
 use fragmenter::media::{AudioCodec, AudioTrack, VideoCodec, VideoTrack};
 use fragmenter::{FragmentEvent, Frame, Timestamp, Track, TrackId};
 
-// The store lives in the binary crate; include its source. Cargo builds
-// benches with cfg(test) but strips #[test] functions: their imports go unused.
-#[path = "../src/store/mod.rs"]
-#[allow(unused_imports)]
-mod store;
-
-use store::{OnFull, Store, StoreConfig, StreamWriter, SystemClock};
+use edge_agent::store::{OnFull, Store, StoreConfig, StreamWriter, SystemClock};
 
 const CAP_MB: u64 = 256;
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;

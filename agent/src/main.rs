@@ -3,21 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use edge_agent::{capture, cli, config, export, probe, replay, run};
 
-mod capture;
-mod cli;
-mod config;
-mod export;
+// Link-time definitions for this executable (see the module): not library
+// code.
 mod gio_types;
-mod http;
-mod kvs;
-mod output;
-mod probe;
-mod replay;
-mod run;
-mod source;
-mod store;
-mod telemetry;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
