@@ -2,6 +2,8 @@
 //! binary, run it, and ask third-party tools (ffprobe, mkvinfo, GStreamer)
 //! what they make of its output.
 
+pub mod fault_proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
