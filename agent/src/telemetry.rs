@@ -22,6 +22,7 @@ pub fn render(
     recorders: &[RecorderStatus],
     webrtc: Option<&playback::webrtc::WhepStatus>,
     uploads: &[UploadStatus],
+    ingest: &std::collections::BTreeMap<String, crate::http::ingest::IngestStatus>,
 ) -> String {
     let s = store.stats();
     counter!("edge_agent_store_bytes_written_total").absolute(s.bytes_written);
@@ -87,6 +88,28 @@ pub fn render(
             }
             let denied = matches!(st.state, StreamState::Denied { .. });
             gauge!("edge_agent_stream_denied", "stream" => name).set(f64::from(u8::from(denied)));
+        }
+    }
+    // Keyed by the KVS stream name, which may not be stored (yet): a
+    // refused connection is counted all the same.
+    for (name, i) in ingest {
+        let name = name.clone();
+        gauge!("edge_agent_ingest_connected", "stream" => name.clone()).set(f64::from(u8::from(i.connected)));
+        counter!("edge_agent_ingest_connections_total", "stream" => name.clone()).absolute(i.connections);
+        counter!("edge_agent_ingest_refused_total", "stream" => name.clone()).absolute(i.refused);
+        counter!("edge_agent_ingest_bytes_total", "stream" => name.clone()).absolute(i.bytes_received);
+        for (kind, n) in [
+            ("buffering", i.acks.buffering),
+            ("received", i.acks.received),
+            ("persisted", i.acks.persisted),
+            ("error", i.acks.error),
+            ("idle", i.acks.idle),
+        ] {
+            counter!("edge_agent_ingest_acks_total", "stream" => name.clone(), "type" => kind).absolute(n);
+        }
+        for (id, n) in &i.errors {
+            counter!("edge_agent_ingest_errors_total", "stream" => name.clone(), "error_id" => id.to_string())
+                .absolute(*n);
         }
     }
     for r in recorders {

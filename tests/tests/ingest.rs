@@ -320,6 +320,24 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
             "good fragment {t}"
         );
     }
+    // The figures: per stream in /api/streams and /metrics.
+    let fragments = cluster_timecodes(&body).len() as u64;
+    let i = api_stream(port, "good").unwrap()["ingest"].clone();
+    assert_eq!(i["connections"], 1, "{i}");
+    assert_eq!(i["refused"], 1, "{i}");
+    assert_eq!(i["connected"], false, "{i}");
+    assert_eq!(i["acks"]["persisted"].as_u64(), Some(fragments), "{i}");
+    assert_eq!(i["bytes_received"].as_u64(), Some(body.len() as u64), "{i}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    for m in [
+        format!("edge_agent_ingest_acks_total{{stream=\"good\",type=\"persisted\"}} {fragments}"),
+        "edge_agent_ingest_errors_total{stream=\"bad\",error_id=\"4006\"} 1".to_owned(),
+        "edge_agent_ingest_errors_total{stream=\"bad\",error_id=\"4004\"} 1".to_owned(),
+        "edge_agent_ingest_errors_total{stream=\"bad\",error_id=\"4002\"} 1".to_owned(),
+        "edge_agent_ingest_refused_total{stream=\"good\"} 1".to_owned(),
+    ] {
+        assert!(metrics.contains(&m), "/metrics lacks {m}:\n{}", metrics.lines().filter(|l| l.contains("ingest")).collect::<Vec<_>>().join("\n"));
+    }
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
 
@@ -409,6 +427,25 @@ fn the_control_plane_calls_of_the_sdk_then_putmedia_by_arn() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     let persisted = acks.iter().filter(|a| a["EventType"] == "PERSISTED").count();
     assert_eq!(persisted, cluster_timecodes(&body).len());
+
+    // DataRetentionInHours 0 (the service's default when absent): RECEIVED
+    // for every fragment, never PERSISTED, as the service; the gateway
+    // still keeps them in its own store.
+    let (status, v) = post_json(port, "/createStream", r#"{"StreamName":"live-only"}"#);
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = post_json(port, "/describeStream", r#"{"StreamName":"live-only"}"#);
+    assert_eq!(v["StreamInfo"]["DataRetentionInHours"], 0, "{v}");
+    let headers = [
+        ("x-amzn-stream-name", "live-only"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
+    let (status, acks) = put_media(port, &headers, &body, 8192, Duration::ZERO);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let count = |kind: &str| acks.iter().filter(|a| a["EventType"] == kind).count();
+    assert_eq!(count("RECEIVED"), cluster_timecodes(&body).len(), "{acks:?}");
+    assert_eq!(count("PERSISTED"), 0, "{acks:?}");
+    let stored = api_stream(port, "live-only").unwrap()["fragments"].as_u64().unwrap();
+    assert_eq!(stored as usize, cluster_timecodes(&body).len());
 
     // The streams are kept across a restart.
     let _ = Command::new("kill")

@@ -6,6 +6,7 @@ use fragmenter::{Timestamp, Track};
 use playback::webrtc::{StreamViewers, WhepStatus};
 use serde_json::{json, Value};
 
+use crate::http::ingest::IngestStatus;
 use crate::kvs::uploader::UploadStatus;
 use crate::run::recorder::RecorderStatus;
 use crate::store::{Store, StreamState, UploadCounts};
@@ -50,6 +51,7 @@ pub fn streams(
     recorders: &[RecorderStatus],
     webrtc: Option<&WhepStatus>,
     uploads: &[UploadStatus],
+    ingest: &std::collections::BTreeMap<String, IngestStatus>,
 ) -> Result<Value> {
     let mut out = Vec::new();
     for s in store.streams()? {
@@ -88,6 +90,7 @@ pub fn streams(
             "capture": capture,
             "webrtc": webrtc.map(|w| viewers(w.streams.get(&s.name).cloned().unwrap_or_default())),
             "uploader": uploads.iter().find(|u| u.stream == s.name).map(|u| uploader(store, u, s.newest)),
+            "ingest": ingest.get(&s.name).map(ingest_status),
         }));
     }
     let st = store.stats();
@@ -144,6 +147,22 @@ fn uploader(store: &Store, u: &UploadStatus, newest: Option<Timestamp>) -> Value
             "error": u.acks.error, "idle": u.acks.idle,
         },
         "errors": u.errors.iter().map(|(id, n)| (id.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// A stream's PutMedia ingest (on a gateway) for `/api/streams`.
+fn ingest_status(i: &IngestStatus) -> Value {
+    json!({
+        "connected": i.connected,
+        "connections": i.connections,
+        "refused": i.refused,
+        "bytes_received": i.bytes_received,
+        "last_error": i.last_error,
+        "acks": {
+            "buffering": i.acks.buffering, "received": i.acks.received, "persisted": i.acks.persisted,
+            "error": i.acks.error, "idle": i.acks.idle,
+        },
+        "errors": i.errors.iter().map(|(id, n)| (id.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
     })
 }
 

@@ -127,11 +127,15 @@ impl ControlPlane {
     }
 
     /// The stream a PutMedia names, created if new (producers that skip
-    /// the control plane still land somewhere describable).
-    pub fn ensure(&self, name: &str) {
-        let Ok(mut streams) = self.streams.lock() else { return };
-        if streams.contains_key(name) {
-            return;
+    /// the control plane still land somewhere describable); its
+    /// DataRetentionInHours.
+    pub fn ensure(&self, name: &str) -> u64 {
+        const DEFAULT_RETENTION_HOURS: u64 = 720;
+        let Ok(mut streams) = self.streams.lock() else {
+            return DEFAULT_RETENTION_HOURS;
+        };
+        if let Some(s) = streams.get(name) {
+            return s.retention_hours;
         }
         let created = now_secs();
         streams.insert(
@@ -139,7 +143,7 @@ impl ControlPlane {
             KvsStream {
                 arn: Self::arn(name, created),
                 created,
-                retention_hours: 720,
+                retention_hours: DEFAULT_RETENTION_HOURS,
                 media_type: None,
                 kms_key_id: None,
                 device_name: None,
@@ -149,6 +153,7 @@ impl ControlPlane {
         if let Err(e) = self.save(&streams) {
             warn!(error = %e, "cannot save kvs-streams.json");
         }
+        DEFAULT_RETENTION_HOURS
     }
 
     /// Answer `POST /{operation}`; `None` when the path is not one of ours.

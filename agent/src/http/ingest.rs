@@ -4,7 +4,7 @@
 //! thread; its ACKs go back as chunks of the response, which starts before
 //! the body ends (reference §2.2).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -42,6 +42,49 @@ pub struct Ingest {
     /// The keys SigV4 signatures are checked against; `None`: no checks
     /// (`[ingest] auth = "none"`).
     credentials: Option<Vec<Credential>>,
+    /// Per KVS stream, since this process started.
+    status: Mutex<BTreeMap<String, IngestStatus>>,
+}
+
+/// One ingested stream's figures, for `/api/streams` and `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct IngestStatus {
+    /// A PutMedia connection is open now.
+    pub connected: bool,
+    /// PutMedia connections answered 200.
+    pub connections: u64,
+    /// Connections refused before the 200 (a second connection, bad
+    /// headers naming this stream).
+    pub refused: u64,
+    /// Body bytes received.
+    pub bytes_received: u64,
+    /// ACKs sent, by type.
+    pub acks: crate::kvs::uploader::AckCounts,
+    /// ERROR ACKs sent, by ErrorId.
+    pub errors: BTreeMap<u32, u64>,
+    /// The last ERROR or refusal, with its reason.
+    pub last_error: Option<String>,
+}
+
+impl IngestStatus {
+    fn count(&mut self, ack: &Ack) {
+        match ack.kind {
+            AckKind::Buffering => self.acks.buffering += 1,
+            AckKind::Received => self.acks.received += 1,
+            AckKind::Persisted => self.acks.persisted += 1,
+            AckKind::Idle => self.acks.idle += 1,
+            AckKind::Error => {
+                self.acks.error += 1;
+                *self.errors.entry(ack.error_id.unwrap_or(0)).or_default() += 1;
+                self.last_error = Some(format!(
+                    "ERROR {} {}",
+                    ack.error_id.unwrap_or(0),
+                    ack.error_code.as_deref().unwrap_or_default()
+                ));
+            }
+            AckKind::Other(_) => {}
+        }
+    }
 }
 
 /// A number per PutMedia connection, for `x-amzn-RequestId` (logs on both
@@ -91,6 +134,18 @@ impl Ingest {
             active: Mutex::default(),
             control: super::control::ControlPlane::open(store_path.join("kvs-streams.json")),
             credentials,
+            status: Mutex::default(),
+        }
+    }
+
+    /// Every stream that had a PutMedia connection (or a refused one).
+    pub fn status(&self) -> BTreeMap<String, IngestStatus> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, stream: &str, f: impl FnOnce(&mut IngestStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(s.entry(stream.to_owned()).or_default());
         }
     }
 
@@ -164,6 +219,10 @@ impl Ingest {
                 );
             };
             if !active.insert(name.clone()) {
+                self.update(&name, |s| {
+                    s.refused += 1;
+                    s.last_error = Some("a second PutMedia connection was refused".into());
+                });
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     "ConnectionLimitExceededException",
@@ -175,8 +234,12 @@ impl Ingest {
                 stream: name.clone(),
             }
         };
-        info!(stream = %name, ?timecodes, "PutMedia connection");
-        self.control.ensure(&name);
+        let retention_hours = self.control.ensure(&name);
+        self.update(&name, |s| {
+            s.connected = true;
+            s.connections += 1;
+        });
+        info!(stream = %name, ?timecodes, retention_hours, "PutMedia connection");
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Bytes>();
         let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(16);
@@ -186,10 +249,15 @@ impl Ingest {
         // The session: blocking (store writes, fsync).
         let session_acks = ack_tx.clone();
         let stream = name.clone();
+        let counted = self.clone();
         let worker = tokio::task::spawn_blocking(move || {
             let mut session = IngestSession::new(store, stream.clone(), timecodes);
+            if retention_hours == 0 {
+                session = session.without_persisted_acks();
+            }
             let mut acks = Vec::new();
             let send = |acks: &mut Vec<Ack>| {
+                counted.update(&stream, |s| acks.iter().for_each(|a| s.count(a)));
                 for a in acks.drain(..) {
                     let _ = session_acks.send(Bytes::from(a.to_line()));
                 }
@@ -211,6 +279,7 @@ impl Ingest {
         });
         // The body: read as it comes; IDLE while it does not.
         let mut body = req.into_body();
+        let ingest = self.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let mut quiet = Duration::ZERO;
@@ -219,6 +288,8 @@ impl Ingest {
                     Ok(Some(Ok(frame))) => {
                         quiet = Duration::ZERO;
                         if let Ok(data) = frame.into_data() {
+                            let n = data.len() as u64;
+                            ingest.update(&name, |s| s.bytes_received += n);
                             if data_tx.send(data).await.is_err() {
                                 break; // the session ended it (ERROR)
                             }
@@ -244,6 +315,7 @@ impl Ingest {
                             error_id: None,
                             error_code: None,
                         };
+                        ingest.update(&name, |s| s.count(&idle));
                         let _ = ack_tx.send(Bytes::from(idle.to_line()));
                     }
                 }
@@ -251,6 +323,7 @@ impl Ingest {
             drop(data_tx);
             drop(ack_tx);
             let _ = worker.await;
+            ingest.update(&name, |s| s.connected = false);
         });
         let mut r = Response::new(AckBody(ack_rx).boxed());
         r.headers_mut()

@@ -58,6 +58,10 @@ impl AppState {
             .collect()
     }
 
+    fn ingest_snapshots(&self) -> std::collections::BTreeMap<String, ingest::IngestStatus> {
+        self.ingest.as_ref().map(|i| i.status()).unwrap_or_default()
+    }
+
     fn recorder_snapshots(&self) -> Vec<RecorderStatus> {
         self.recorders
             .iter()
@@ -174,6 +178,7 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
                         &state.recorder_snapshots(),
                         webrtc.as_ref(),
                         &state.upload_snapshots(),
+                        &state.ingest_snapshots(),
                     )
                 })
             })
@@ -196,6 +201,7 @@ async fn handle(req: Request<Incoming>, state: Arc<AppState>, _peer: SocketAddr)
                     &state.recorder_snapshots(),
                     webrtc.as_ref(),
                     &state.upload_snapshots(),
+                    &state.ingest_snapshots(),
                 )
             })
             .await

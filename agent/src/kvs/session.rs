@@ -77,6 +77,9 @@ pub struct IngestSession {
     received: Option<Received>,
     seq: u64,
     failed: bool,
+    /// Say PERSISTED for committed fragments: not for a stream whose
+    /// DataRetentionInHours is 0, as the service (reference §1.2).
+    persisted_acks: bool,
     /// Fragments committed by this session.
     pub persisted: u64,
 }
@@ -96,8 +99,17 @@ impl IngestSession {
             received: None,
             seq: 0,
             failed: false,
+            persisted_acks: true,
             persisted: 0,
         }
+    }
+
+    /// For a stream with no retention at the service: fragments are still
+    /// committed to this store, but PERSISTED is never said; RECEIVED is
+    /// the producer's last word (reference §4).
+    pub fn without_persisted_acks(mut self) -> Self {
+        self.persisted_acks = false;
+        self
     }
 
     /// An ERROR was sent: the connection is to end.
@@ -372,13 +384,17 @@ impl IngestSession {
         }
         if r.duplicate {
             self.persisted += 1;
-            acks.push(ack(AckKind::Persisted, Some(r.timecode), r.number));
+            if self.persisted_acks {
+                acks.push(ack(AckKind::Persisted, Some(r.timecode), r.number));
+            }
             return;
         }
         match writer.write(&FragmentEvent::End(r.summary)) {
             Ok(Some(meta)) => {
                 self.persisted += 1;
-                acks.push(ack(AckKind::Persisted, Some(r.timecode), Some(meta.id.0.to_string())));
+                if self.persisted_acks {
+                    acks.push(ack(AckKind::Persisted, Some(r.timecode), Some(meta.id.0.to_string())));
+                }
             }
             Ok(None) => {}
             Err(e) => warn!(stream = %self.stream, error = %e, "committing an ingested fragment"),
