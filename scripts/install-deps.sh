@@ -24,6 +24,15 @@ if [ "${1:-}" = "--test" ]; then
   # never downloads a browser of its own; curl fetches clips.
   packages+=(chromium fonts-liberation curl)
 fi
+# moto's server, a third-party implementation of the KVS control plane
+# (CreateStream, DescribeStream, GetDataEndpoint) the upload tests run the
+# agent against: from PyPI into a venv of its own (tests/tests/aws_control.rs
+# looks there), installed once.
+moto_venv="${EDGE_AGENT_MOTO_VENV:-$HOME/.cache/edge-agent/moto-venv}"
+if [ "${1:-}" = "--test" ] && [ ! -x "$moto_venv/bin/moto_server" ] \
+  && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
 if [ "${1:-}" = "--bench" ]; then
   # The segment-serving benchmark compares with nginx serving the same bytes.
   packages+=(nginx-light)
@@ -51,6 +60,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" = "--test" ] && [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "installing moto[server] into $moto_venv"
+  if ! { python3 -m venv "$moto_venv" && "$moto_venv/bin/pip" install -q 'moto[server]>=5,<6'; }; then
+    rm -rf "$moto_venv"
+    echo "note: moto[server] not installed: the moto tests will be skipped"
+  fi
 fi
 
 for p in "${optional[@]}"; do

@@ -108,9 +108,28 @@ pub struct UploadSection {
     /// AWS region.
     #[serde(default = "default_region")]
     pub region: String,
-    /// Endpoint override: a gateway or a test server.
+    /// Control-plane endpoint override (like kvssink's
+    /// `CONTROL_PLANE_URI`): a gateway, or a test server such as moto.
+    /// PutMedia then goes where its GetDataEndpoint answers. `None`: AWS,
+    /// `https://kinesisvideo.{region}.amazonaws.com`.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// PutMedia straight to this endpoint, with no control-plane call (a
+    /// PutMedia-only server); the stream must exist there.
+    #[serde(default)]
+    pub data_endpoint: Option<String>,
+    /// `sigv4` (the default) or `none`: unsigned, for a gateway with
+    /// `[ingest] auth = "none"`.
+    #[serde(default = "default_upload_auth")]
+    pub auth: String,
+    /// Create the stream with these settings when it does not exist;
+    /// absent: a missing stream is an error.
+    #[serde(default)]
+    pub create_stream: Option<CreateStreamSection>,
+    /// Credentials from the AWS IoT role alias, with the device
+    /// certificate.
+    #[serde(default)]
+    pub iot: Option<IotSection>,
     /// A PutMedia connection is replaced by a fresh one, between fragments,
     /// after this long (the service ends connections at 45 minutes).
     #[serde(default = "default_rotate")]
@@ -121,13 +140,68 @@ pub struct UploadSection {
     /// Most fragments started per second (the service: 5).
     #[serde(default = "default_max_fragments")]
     pub max_fragments_per_second: u32,
-    /// Static keys to sign with; without them, `AWS_ACCESS_KEY_ID` and
-    /// `AWS_SECRET_ACCESS_KEY` from the environment, else unsigned.
+    /// Static keys to sign with; without them (and without `iot`), AWS's
+    /// default chain: the environment, the profile files, the container's
+    /// or the instance's role.
     #[serde(default)]
     pub access_key_id: Option<String>,
     /// The secret of `access_key_id`.
     #[serde(default)]
     pub secret_access_key: Option<String>,
+}
+
+/// `[streams.upload.create_stream]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreateStreamSection {
+    /// DataRetentionInHours, 1 to 87600 (0, no persistence, would mean no
+    /// PERSISTED ACK, so nothing would ever count as uploaded).
+    pub retention_hours: u32,
+    /// MediaType, e.g. `video/h264,audio/aac`.
+    pub media_type: Option<String>,
+    /// KmsKeyId; absent: the service's `aws/kinesisvideo` key.
+    pub kms_key_id: Option<String>,
+    /// DeviceName.
+    pub device_name: Option<String>,
+    /// Tags (at most 50).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for CreateStreamSection {
+    fn default() -> Self {
+        CreateStreamSection {
+            retention_hours: 24,
+            media_type: None,
+            kms_key_id: None,
+            device_name: None,
+            tags: Default::default(),
+        }
+    }
+}
+
+/// `[streams.upload.iot]`: the AWS IoT credentials provider.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IotSection {
+    /// The credentials endpoint, `HOST[:PORT]` (`aws iot describe-endpoint
+    /// --endpoint-type iot:CredentialProvider`).
+    pub endpoint: String,
+    /// The role alias.
+    pub role_alias: String,
+    /// The thing the certificate is attached to.
+    pub thing_name: String,
+    /// The device certificate, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// CA certificates for the endpoint, PEM (e.g. AmazonRootCA1.pem);
+    /// absent: the system's.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+fn default_upload_auth() -> String {
+    "sigv4".into()
 }
 
 fn default_rotate() -> u32 {
@@ -649,13 +723,136 @@ fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, St
             "expected 10 to 2700 (the service ends a connection at 45 minutes)",
         );
     }
-    if let Some(e) = &u.endpoint {
-        if !(e.starts_with("https://") || e.starts_with("http://")) {
+    for (field, url) in [("endpoint", &u.endpoint), ("data_endpoint", &u.data_endpoint)] {
+        if let Some(e) = url {
+            if crate::kvs::tls::Origin::parse(e).is_err() {
+                bad(
+                    format!("{prefix}.{field}"),
+                    format!("{e:?}"),
+                    "expected http://HOST[:PORT] or https://HOST[:PORT], no path",
+                );
+            }
+        }
+    }
+    let keys = u.access_key_id.is_some() || u.secret_access_key.is_some();
+    match u.auth.as_str() {
+        "sigv4" => {}
+        "none" if keys || u.iot.is_some() => bad(
+            format!("{prefix}.auth"),
+            "\"none\"".into(),
+            "unsigned uploads take no access_key_id, secret_access_key or [iot]",
+        ),
+        "none" => {}
+        other => bad(
+            format!("{prefix}.auth"),
+            format!("{other:?}"),
+            "expected \"sigv4\" or \"none\" (a gateway with [ingest] auth = \"none\")",
+        ),
+    }
+    if keys && u.iot.is_some() {
+        bad(
+            format!("{prefix}.iot"),
+            "[iot]".into(),
+            "expected one credential source: static keys or [iot], not both",
+        );
+    }
+    if let (Some(d), Some(_)) = (&u.data_endpoint, &u.create_stream) {
+        bad(
+            format!("{prefix}.create_stream"),
+            format!("with data_endpoint = {d:?}"),
+            "creating a stream needs the control plane: remove data_endpoint, or create the stream there",
+        );
+    }
+    if let Some(c) = &u.create_stream {
+        let p = format!("{prefix}.create_stream");
+        if !(1..=87_600).contains(&c.retention_hours) {
             bad(
-                format!("{prefix}.endpoint"),
-                format!("{e:?}"),
-                "expected an http:// or https:// URL",
+                format!("{p}.retention_hours"),
+                c.retention_hours.to_string(),
+                "expected 1 to 87600 hours (0 keeps nothing, and the service then sends no PERSISTED ACK)",
             );
+        }
+        if let Some(m) = &c.media_type {
+            let ok = (1..=128).contains(&m.len())
+                && m.split(',').all(|t| {
+                    t.split_once('/').is_some_and(|(a, b)| {
+                        let part = |x: &str| {
+                            !x.is_empty() && x.bytes().all(|c| c.is_ascii_alphanumeric() || b"+-._".contains(&c))
+                        };
+                        part(a) && part(b)
+                    })
+                });
+            if !ok {
+                bad(
+                    format!("{p}.media_type"),
+                    format!("{m:?}"),
+                    "expected type/subtype[,type/subtype], e.g. \"video/h264,audio/aac\"",
+                );
+            }
+        }
+        if let Some(k) = &c.kms_key_id {
+            if !(1..=2048).contains(&k.len()) {
+                bad(
+                    format!("{p}.kms_key_id"),
+                    format!("{k:?}"),
+                    "expected 1 to 2048 characters",
+                );
+            }
+        }
+        if let Some(d) = &c.device_name {
+            if !(1..=128).contains(&d.len()) {
+                bad(
+                    format!("{p}.device_name"),
+                    format!("{d:?}"),
+                    "expected 1 to 128 characters",
+                );
+            }
+        }
+        if c.tags.len() > 50 {
+            bad(
+                format!("{p}.tags"),
+                format!("{} tags", c.tags.len()),
+                "expected at most 50",
+            );
+        }
+        for (k, v) in &c.tags {
+            if !(1..=128).contains(&k.len()) || k.starts_with("aws:") || v.len() > 256 {
+                bad(
+                    format!("{p}.tags"),
+                    format!("{k:?} = {v:?}"),
+                    "expected keys of 1 to 128 characters not starting with \"aws:\", values of at most 256",
+                );
+            }
+        }
+    }
+    if let Some(iot) = &u.iot {
+        let p = format!("{prefix}.iot");
+        let host = iot.endpoint.strip_prefix("https://").unwrap_or(&iot.endpoint);
+        if crate::kvs::tls::Origin::parse(&format!("https://{host}")).is_err() {
+            bad(
+                format!("{p}.endpoint"),
+                format!("{:?}", iot.endpoint),
+                "expected the credentials endpoint's HOST[:PORT], e.g. \"c2abc.credentials.iot.us-west-2.amazonaws.com\"",
+            );
+        }
+        for (field, value) in [("role_alias", &iot.role_alias), ("thing_name", &iot.thing_name)] {
+            let ok = !value.is_empty()
+                && value.len() <= 128
+                && value
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"_-:=,.@".contains(&c));
+            if !ok {
+                bad(
+                    format!("{p}.{field}"),
+                    format!("{value:?}"),
+                    "expected 1 to 128 of A-Z a-z 0-9 _ - : = , . @",
+                );
+            }
+        }
+        for (field, path) in [("cert", &iot.cert), ("key", &iot.key)] {
+            if path.as_os_str().is_empty() {
+                bad(format!("{p}.{field}"), "\"\"".into(), "expected a PEM file");
+            }
         }
     }
 }
@@ -741,6 +938,56 @@ mod tests {
             e.contains("streams[0].upload.kvs_stream") && e.contains("streams[0].upload.region"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn upload_destinations_credentials_and_stream_creation_are_checked() {
+        let up = |extra: &str| format!("[[streams]]\nname = \"a\"\n[streams.upload]\nkvs_stream = \"a\"\n{extra}");
+        let e = errors(&up(
+            "endpoint = \"http://gw:8080/putMedia\"\ndata_endpoint = \"gw:8080\"\nauth = \"basic\"\n",
+        ));
+        assert!(
+            e.contains("streams[0].upload.endpoint = \"http://gw:8080/putMedia\": expected http://HOST[:PORT]"),
+            "{e}"
+        );
+        assert!(e.contains("streams[0].upload.data_endpoint = \"gw:8080\""), "{e}");
+        assert!(
+            e.contains("streams[0].upload.auth = \"basic\": expected \"sigv4\" or \"none\""),
+            "{e}"
+        );
+        let e = errors(&up(
+            "auth = \"none\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK\"\n\
+             data_endpoint = \"http://gw:80\"\n[streams.upload.create_stream]\nretention_hours = 0\n\
+             media_type = \"h264\"\ntags = { \"aws:x\" = \"1\" }\n\
+             [streams.upload.iot]\nendpoint = \"x/y\"\nrole_alias = \"a b\"\nthing_name = \"t\"\ncert = \"\"\nkey = \"k.pem\"\n",
+        ));
+        for expected in [
+            "streams[0].upload.auth = \"none\": unsigned uploads take no",
+            "streams[0].upload.iot = [iot]: expected one credential source",
+            "streams[0].upload.create_stream = with data_endpoint = \"http://gw:80\": creating a stream needs the control plane",
+            "streams[0].upload.create_stream.retention_hours = 0: expected 1 to 87600 hours",
+            "streams[0].upload.create_stream.media_type = \"h264\": expected type/subtype",
+            "streams[0].upload.create_stream.tags = \"aws:x\" = \"1\"",
+            "streams[0].upload.iot.endpoint = \"x/y\"",
+            "streams[0].upload.iot.role_alias = \"a b\"",
+            "streams[0].upload.iot.cert = \"\": expected a PEM file",
+        ] {
+            assert!(e.contains(expected), "{expected} not in {e}");
+        }
+        let ok = Config::parse(
+            &up(
+                "endpoint = \"https://gw.example:8443\"\n[streams.upload.create_stream]\n\
+                 media_type = \"video/h264,audio/aac\"\ntags = { site = \"a\" }\n\
+                 [streams.upload.iot]\nendpoint = \"c2.credentials.iot.us-west-2.amazonaws.com\"\n\
+                 role_alias = \"cam-role\"\nthing_name = \"cam-01\"\ncert = \"d.pem\"\nkey = \"d.key\"\n",
+            ),
+            Path::new("x"),
+        )
+        .unwrap();
+        let u = ok.streams[0].upload.as_ref().unwrap();
+        assert_eq!(u.create_stream.as_ref().unwrap().retention_hours, 24);
+        assert_eq!(u.auth, "sigv4");
+        assert_eq!(u.iot.as_ref().unwrap().ca, None);
     }
 
     #[test]

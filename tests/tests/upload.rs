@@ -1,6 +1,7 @@
 //! Agent → gateway: `edge-agent run` uploading a recorded stream with
 //! PutMedia, SigV4-signed, to a second `edge-agent run` with
-//! `[ingest] enabled = true, auth = "sigv4"`,
+//! `[ingest] enabled = true, auth = "sigv4"` (its control plane creates the
+//! stream and names the PutMedia endpoint),
 //! both on loopback, through a gateway outage and a SIGKILL of the sender;
 //! what the gateway stored is compared with the sender's frames, byte for
 //! byte.
@@ -45,7 +46,8 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
              [[streams]]\nname = \"cam\"\nwidth = 320\nheight = 240\nbitrate_kbps = 800\n\
              [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{gport}\"\n\
-             rotate_seconds = 10\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
+             rotate_seconds = 10\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n\
+             [streams.upload.create_stream]\n",
             dir.path().join("sstore")
         ),
     );

@@ -1,6 +1,7 @@
 //! The uploader's answer to each kind of ERROR ACK (reference §5): a
 //! scripted PutMedia endpoint (a thread here, reading the chunked MKV body
-//! as it comes) answers ERROR with a chosen ErrorId for the second fragment
+//! as it comes; no control plane, so the sender's `data_endpoint` names it
+//! and its requests go unsigned) answers ERROR with a chosen ErrorId for the second fragment
 //! it sees, once, and acknowledges everything else. A skip ErrorId must
 //! leave that fragment Skipped and never sent again; a retry ErrorId must
 //! have it sent again on the next connection.
@@ -111,7 +112,7 @@ fn run(error_id: u32) -> (u32, serde_json::Value) {
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
              [[streams]]\nname = \"cam\"\nwidth = 320\nheight = 240\nbitrate_kbps = 500\nfragment_seconds = 1\n\
-             [streams.upload]\nkvs_stream = \"cam\"\nendpoint = \"http://127.0.0.1:{port}\"\n",
+             [streams.upload]\nkvs_stream = \"cam\"\ndata_endpoint = \"http://127.0.0.1:{port}\"\nauth = \"none\"\n",
             dir.path().join("store")
         ),
     )

@@ -93,7 +93,8 @@ fn ten_minutes_to_a_gateway_every_fragment_persisted_exactly_once() {
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
              [[streams]]\nname = \"cam\"\nwidth = 320\nheight = 240\nbitrate_kbps = 500\n\
              [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{gport}\"\n\
-             rotate_seconds = 120\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
+             rotate_seconds = 120\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n\
+             [streams.upload.create_stream]\n",
             dir.path().join("sstore")
         ),
     );
@@ -178,7 +179,8 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
              ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=60 ! h264parse\"\n\
              [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{}\"\n\
              max_mbps = 2000\nmax_fragments_per_second = 100\n\
-             access_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
+             access_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n\
+             [streams.upload.create_stream]\n",
             dir.path().join("sstore"),
             proxy.port
         ),

@@ -135,6 +135,18 @@ fn uploader(store: &Store, u: &UploadStatus, newest: Option<Timestamp>) -> Value
     json!({
         "kvs_stream": u.kvs_stream,
         "endpoint": u.endpoint,
+        "data_endpoint": u.data_endpoint,
+        // Where the keys come from, never the keys.
+        "credentials": {
+            "source": u.credentials,
+            "provider": u.credentials_provider,
+            "expires": u.credentials_expire,
+        },
+        "control_plane_calls": {
+            "describe_stream": u.control_plane.describe,
+            "create_stream": u.control_plane.create,
+            "get_data_endpoint": u.control_plane.get_data_endpoint,
+        },
         "connected": u.connected,
         "connections": u.connections,
         "last_error": u.last_error,

@@ -4,8 +4,13 @@
 //! store and the upload resumed, after any failure, from the oldest fragment
 //! not yet PERSISTED.
 //!
-//! What this does not do yet: the AWS control plane and its credential
-//! chain (so the endpoint is a gateway), schedules.
+//! Where the body goes and how it is signed comes from an [`Upstream`]:
+//! the control plane's data endpoint (GetDataEndpoint, cached, asked again
+//! after a connection to it failed) or a fixed one, `http://` or
+//! `https://`, signed with the configured credentials as they are at each
+//! connection (temporary ones refreshed).
+//!
+//! What this does not do yet: schedules.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -26,6 +31,8 @@ use tracing::{info, warn};
 use super::ack::{AckKind, AckReader};
 use super::errors::{self, Action};
 use super::timestamp;
+use super::tls::{self, Origin, TlsError};
+use super::upstream::{Upstream, UpstreamSpec};
 use crate::store::{CursorFrom, CursorItem, FragmentId, Store, StoreError, UploadState};
 
 /// No ACK for this long while fragments are being sent: reconnect. The
@@ -44,58 +51,27 @@ pub struct UploadSpec {
     pub stream: String,
     /// The stream name at the endpoint.
     pub kvs_stream: String,
-    /// `http://HOST:PORT` of a KVS-compatible endpoint.
-    pub endpoint: String,
+    /// Where it goes and how it signs.
+    pub upstream: UpstreamSpec,
     /// End a connection cleanly, between fragments, after this long.
     pub rotate_after: Duration,
-    /// SigV4 keys; `None`: requests go unsigned.
-    pub credentials: Option<SigningKeys>,
     /// Most body bytes per second (the service: 12.5 MB/s per stream).
     pub max_bytes_per_second: u64,
     /// Most fragments started per second (the service: 5).
     pub max_fragments_per_second: u32,
-    /// The region in the signature's scope.
-    pub region: String,
-}
-
-/// Keys to sign PutMedia with.
-#[derive(Clone)]
-pub struct SigningKeys {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key.
-    pub secret_access_key: String,
-    /// Session token (temporary credentials).
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for SigningKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the secret.
-        f.debug_struct("SigningKeys")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The SigV4 headers (authorization, x-amz-date, x-amz-security-token) for
 /// a PutMedia carrying `headers`: every header signed, the payload as the
 /// empty string (reference §3).
 fn sign(
-    keys: &SigningKeys,
+    credentials: &aws_credential_types::Credentials,
     region: &str,
     url: &str,
     headers: &[(&str, String)],
 ) -> Result<Vec<(String, String)>, UploadError> {
     use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let identity = aws_credential_types::Credentials::new(
-        keys.access_key_id.clone(),
-        keys.secret_access_key.clone(),
-        keys.session_token.clone(),
-        None,
-        "edge-agent",
-    )
-    .into();
+    let identity = credentials.clone().into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
@@ -143,8 +119,20 @@ pub struct UploadStatus {
     pub stream: String,
     /// The stream name at the endpoint.
     pub kvs_stream: String,
-    /// The endpoint.
+    /// The control-plane endpoint (or the fixed data endpoint).
     pub endpoint: String,
+    /// The PutMedia endpoint in use (GetDataEndpoint's answer, or fixed).
+    pub data_endpoint: Option<String>,
+    /// Where the credentials come from: `none`, `static`,
+    /// `iot-role-alias`, `default-chain`.
+    pub credentials: String,
+    /// The provider that gave the current credentials (e.g. `Environment`,
+    /// `ProfileFile`, `IotRoleAlias`); never a key.
+    pub credentials_provider: Option<String>,
+    /// When the current credentials expire, seconds since the epoch.
+    pub credentials_expire: Option<u64>,
+    /// Control-plane calls made.
+    pub control_plane: super::control_plane::Calls,
     /// A PutMedia connection is up.
     pub connected: bool,
     /// Connections made (answered 200).
@@ -171,8 +159,10 @@ fn update(status: &UploadStatusHandle, f: impl FnOnce(&mut UploadStatus)) {
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum UploadError {
-    #[error("endpoint {0}: {1}")]
-    Connect(String, std::io::Error),
+    #[error("endpoint {0}")]
+    Connect(#[from] TlsError),
+    #[error("{0}")]
+    Upstream(String),
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
     #[error("the endpoint answered {0}: {1}")]
@@ -211,12 +201,24 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
     update(&status, |s| {
         s.stream = spec.stream.clone();
         s.kvs_stream = spec.kvs_stream.clone();
-        s.endpoint = spec.endpoint.clone();
+        s.endpoint = spec.upstream.endpoint_text();
+        s.credentials = spec.upstream.credentials.kind().to_owned();
     });
     let mut backoff = Duration::from_secs(1);
     let skip: SkipSet = Arc::default();
+    // Made here, when the upload starts: recording never builds it.
+    let mut upstream: Option<Upstream> = None;
     while !stop.load(Ordering::SeqCst) {
-        let result = connection(&spec, &store, &stop, &status, &skip).await;
+        let result = match &upstream {
+            Some(u) => connection(&spec, u, &store, &stop, &status, &skip).await,
+            None => match Upstream::new(&spec.kvs_stream, &spec.upstream).await {
+                Ok(u) => {
+                    upstream = Some(u);
+                    continue;
+                }
+                Err(e) => Err(UploadError::Upstream(e)),
+            },
+        };
         update(&status, |s| s.connected = false);
         match result {
             Ok(()) => backoff = Duration::from_secs(1),
@@ -287,6 +289,7 @@ type SkipSet = Arc<Mutex<std::collections::HashSet<FragmentId>>>;
 
 async fn connection(
     spec: &UploadSpec,
+    upstream: &Upstream,
     store: &Store,
     stop: &Arc<AtomicBool>,
     status: &UploadStatusHandle,
@@ -302,35 +305,52 @@ async fn connection(
         Err(e) => return Err(e.into()),
     };
     let mut cursor = store.cursor(&spec.stream, from)?;
-    let authority = spec
-        .endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| UploadError::Other(format!("endpoint {}: only http:// gateways for now", spec.endpoint)))?
-        .trim_end_matches('/')
-        .to_owned();
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&authority)).await {
-        Ok(r) => r.map_err(|e| UploadError::Connect(authority.clone(), e))?,
-        Err(_) => return Err(UploadError::Timeout("connecting", CONNECT_TIMEOUT)),
+    let endpoint = upstream.put_media_endpoint().await;
+    update(status, |s| {
+        s.control_plane = upstream.calls();
+        if let Ok(e) = &endpoint {
+            s.data_endpoint = Some(e.clone());
+        }
+    });
+    let endpoint = endpoint.map_err(UploadError::Upstream)?;
+    let credentials = upstream.credentials().await.map_err(UploadError::Upstream)?;
+    update(status, |s| {
+        s.credentials_provider = credentials.as_ref().and_then(super::credentials::provider_name);
+        s.credentials_expire = credentials
+            .as_ref()
+            .and_then(|c| c.expiry())
+            .and_then(|e| e.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+    });
+    // Until the service accepts the connection, a failure may mean the
+    // endpoint moved: ask the control plane again next time.
+    let refused = |e: UploadError| {
+        upstream.connection_failed(matches!(e, UploadError::Status(404, _)));
+        e
     };
-    tcp.set_nodelay(true).ok();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let origin = Origin::parse(&endpoint).map_err(|e| refused(e.into()))?;
+    let connector = match origin.tls {
+        true => Some(upstream.tls().map_err(UploadError::Upstream)?),
+        false => None,
+    };
+    let io = tls::connect(&origin, connector, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| refused(e.into()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| refused(e.into()))?;
     let conn = tokio::spawn(conn);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let headers: Vec<(&str, String)> = vec![
-        ("host", authority.clone()),
+        ("host", origin.authority()),
         ("x-amzn-stream-name", spec.kvs_stream.clone()),
         ("x-amzn-fragment-timecode-type", "ABSOLUTE".into()),
         ("x-amzn-producer-start-timestamp", timestamp::format(hardware::now())),
         ("x-amzn-fragment-acknowledgment-required", "1".into()),
         ("user-agent", concat!("edge-agent/", env!("CARGO_PKG_VERSION")).into()),
     ];
-    let signature = match &spec.credentials {
-        Some(keys) => sign(
-            keys,
-            &spec.region,
-            &format!("{}/putMedia", spec.endpoint.trim_end_matches('/')),
-            &headers,
-        )?,
+    let signature = match &credentials {
+        Some(c) => sign(c, upstream.region(), &format!("{}/putMedia", origin.url()), &headers)?,
         None => Vec::new(),
     };
     let mut req = hyper::Request::post("/putMedia");
@@ -433,11 +453,11 @@ async fn connection(
     // response head must come within the timeout or the body stops there.
     let response = tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, sender.send_request(req)) => match r {
-            Ok(r) => r?,
+            Ok(r) => r.map_err(|e| refused(e.into()))?,
             Err(_) => {
                 body.abort();
                 conn.abort();
-                return Err(UploadError::Timeout("the PutMedia response", CONNECT_TIMEOUT));
+                return Err(refused(UploadError::Timeout("the PutMedia response", CONNECT_TIMEOUT)));
             }
         },
         r = &mut body => {
@@ -455,9 +475,12 @@ async fn connection(
             .unwrap_or_default();
         body.abort();
         conn.abort();
-        return Err(UploadError::Status(status, String::from_utf8_lossy(&text).into_owned()));
+        return Err(refused(UploadError::Status(
+            status,
+            String::from_utf8_lossy(&text).into_owned(),
+        )));
     }
-    info!(stream = %spec.stream, endpoint = %spec.endpoint, "PutMedia connection up");
+    info!(stream = %spec.stream, %endpoint, "PutMedia connection up");
     update(status, |s| {
         s.connected = true;
         s.connections += 1;

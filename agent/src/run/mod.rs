@@ -32,22 +32,43 @@ use talkback::{Talkback, TalkbackConfig};
 /// How often retention runs (it also runs as the store sees fit on writes).
 const RETENTION_EVERY: Duration = Duration::from_secs(10);
 
-/// SigV4 keys for an upload: the config's, else the environment's.
-fn signing_keys(u: &crate::config::UploadSection) -> Option<crate::kvs::uploader::SigningKeys> {
-    if let (Some(id), Some(secret)) = (&u.access_key_id, &u.secret_access_key) {
-        return Some(crate::kvs::uploader::SigningKeys {
+/// Where an upload goes and what signs it, as `[streams.upload]` says:
+/// `auth = "none"`, else `[iot]`, else static keys, else AWS's default
+/// chain (environment, profile, container, IMDS).
+pub fn upstream_spec(u: &crate::config::UploadSection) -> crate::kvs::upstream::UpstreamSpec {
+    use crate::kvs::credentials::{CredentialSpec, IotSpec};
+    let credentials = match (u.auth.as_str(), &u.iot, &u.access_key_id, &u.secret_access_key) {
+        ("none", ..) => CredentialSpec::None,
+        (_, Some(iot), ..) => CredentialSpec::Iot(IotSpec {
+            endpoint: iot.endpoint.clone(),
+            role_alias: iot.role_alias.clone(),
+            thing_name: iot.thing_name.clone(),
+            cert: iot.cert.clone(),
+            key: iot.key.clone(),
+            ca: iot.ca.clone(),
+        }),
+        (_, None, Some(id), Some(secret)) => CredentialSpec::Static {
             access_key_id: id.clone(),
             secret_access_key: secret.clone(),
-            session_token: None,
-        });
+        },
+        _ => CredentialSpec::DefaultChain,
+    };
+    crate::kvs::upstream::UpstreamSpec {
+        region: u.region.clone(),
+        endpoint: u.endpoint.clone(),
+        data_endpoint: u.data_endpoint.clone(),
+        create: u
+            .create_stream
+            .as_ref()
+            .map(|c| crate::kvs::control_plane::CreateStreamSpec {
+                retention_hours: c.retention_hours,
+                media_type: c.media_type.clone(),
+                kms_key_id: c.kms_key_id.clone(),
+                device_name: c.device_name.clone(),
+                tags: c.tags.clone(),
+            }),
+        credentials,
     }
-    let id = std::env::var("AWS_ACCESS_KEY_ID").ok()?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").ok()?;
-    Some(crate::kvs::uploader::SigningKeys {
-        access_key_id: id,
-        secret_access_key: secret,
-        session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
-    })
 }
 
 /// The store configuration a config file describes.
@@ -213,22 +234,14 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
     let mut upload_specs = Vec::new();
     for s in &config.streams {
         let Some(u) = &s.upload else { continue };
-        match &u.endpoint {
-            Some(endpoint) if endpoint.starts_with("http://") => upload_specs.push(crate::kvs::uploader::UploadSpec {
-                stream: s.name.clone(),
-                kvs_stream: u.kvs_stream.clone(),
-                endpoint: endpoint.clone(),
-                rotate_after: Duration::from_secs(u.rotate_seconds.into()),
-                credentials: signing_keys(u),
-                max_bytes_per_second: u64::from(u.max_mbps) * 125_000,
-                max_fragments_per_second: u.max_fragments_per_second,
-                region: u.region.clone(),
-            }),
-            _ => warn!(
-                stream = %s.name,
-                "upload to AWS itself (SigV4, control plane) is not built yet: only an http:// gateway endpoint uploads; media is kept until then"
-            ),
-        }
+        upload_specs.push(crate::kvs::uploader::UploadSpec {
+            stream: s.name.clone(),
+            kvs_stream: u.kvs_stream.clone(),
+            upstream: upstream_spec(u),
+            rotate_after: Duration::from_secs(u.rotate_seconds.into()),
+            max_bytes_per_second: u64::from(u.max_mbps) * 125_000,
+            max_fragments_per_second: u.max_fragments_per_second,
+        });
     }
     let state = Arc::new(AppState {
         uploads: upload_specs.iter().map(|_| Arc::default()).collect(),
@@ -296,7 +309,8 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
                 }
             })
         };
-        // Uploads (issue 6, in progress: to a KVS-compatible gateway only).
+        // Uploads: each builds its control-plane client and credentials
+        // when it starts, here, never on the recording path.
         let upload_stop = Arc::new(AtomicBool::new(false));
         let uploads: Vec<_> = upload_specs
             .into_iter()
