@@ -148,6 +148,43 @@ pub struct UploadSection {
     /// The secret of `access_key_id`.
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// Upload only in these windows (KVS Edge Agent:
+    /// UploaderConfig.ScheduleConfig); absent: always.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSection>,
+}
+
+/// `[streams.record_schedule]`, `[streams.upload.schedule]`: windows that
+/// open each time `cron` fires and stay open `duration_seconds` (KVS Edge
+/// Agent: ScheduleConfig's ScheduleExpression and DurationInSeconds). See
+/// [`crate::schedule`] for the expression's form; times are UTC.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// A Quartz cron expression, e.g. `0 0/10 * * * ?`.
+    pub cron: String,
+    /// How long each window stays open.
+    pub duration_seconds: u32,
+}
+
+impl ScheduleSection {
+    /// The schedule it describes.
+    pub fn schedule(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        crate::schedule::Schedule::cron(&self.cron, self.duration_seconds)
+    }
+}
+
+/// The schedule of an optional section: absent = always.
+pub fn schedule_of(
+    section: Option<&ScheduleSection>,
+) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+    section.map_or(Ok(crate::schedule::Schedule::Always), ScheduleSection::schedule)
+}
+
+fn check_schedule(prefix: &str, section: Option<&ScheduleSection>, bad: &mut impl FnMut(String, String, &str)) {
+    if let Err(e) = schedule_of(section) {
+        bad(format!("{prefix}.{}", e.field()), e.value(), &e.to_string());
+    }
 }
 
 /// `[streams.upload.create_stream]`.
@@ -265,6 +302,10 @@ pub struct StreamSection {
     /// `{name}.talkback` (one Opus track).
     #[serde(default)]
     pub talkback_record: bool,
+    /// Record only in these windows (KVS Edge Agent:
+    /// RecorderConfig.ScheduleConfig); absent: always.
+    #[serde(default)]
+    pub record_schedule: Option<ScheduleSection>,
 }
 
 fn default_talkback() -> String {
@@ -435,6 +476,7 @@ impl Config {
                 upload: None,
                 talkback: default_talkback(),
                 talkback_record: false,
+                record_schedule: None,
             }],
             ..Config::default()
         }
@@ -600,6 +642,7 @@ impl Config {
             if let Some(u) = &s.upload {
                 check_upload(&f("upload"), u, &mut bad);
             }
+            check_schedule(&f("record_schedule"), s.record_schedule.as_ref(), &mut bad);
             if let Err(e) = s.talkback.parse::<hardware::talkback::TalkbackSink>() {
                 bad(f("talkback"), format!("{:?}", s.talkback), &e.to_string());
             }
@@ -677,6 +720,7 @@ impl Config {
 }
 
 fn check_upload(prefix: &str, u: &UploadSection, bad: &mut impl FnMut(String, String, &str)) {
+    check_schedule(&format!("{prefix}.schedule"), u.schedule.as_ref(), bad);
     if !valid_stream_name(&u.kvs_stream) {
         bad(
             format!("{prefix}.kvs_stream"),
@@ -996,5 +1040,45 @@ mod tests {
         assert!(e.contains("max_age"), "{e}");
         let e = errors("[store]\nmax_age_hours = \"a week\"\n");
         assert!(e.contains("max_age_hours"), "{e}");
+    }
+
+    #[test]
+    fn schedules_are_checked_like_every_other_field() {
+        let c = Config::parse(
+            "[[streams]]\nname = \"a\"\n[streams.record_schedule]\ncron = \"0 0 8 ? * MON-FRI\"\nduration_seconds = 36000\n\
+             [streams.upload]\nkvs_stream = \"a\"\n[streams.upload.schedule]\ncron = \"0 0/10 * * * ?\"\nduration_seconds = 60\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        let s = &c.streams[0];
+        assert_eq!(s.record_schedule.as_ref().unwrap().duration_seconds, 36000);
+        assert_eq!(
+            s.upload.as_ref().unwrap().schedule.as_ref().unwrap().cron,
+            "0 0/10 * * * ?"
+        );
+        assert!(schedule_of(None).unwrap().is_open(std::time::SystemTime::now()));
+
+        let e = errors(
+            "[[streams]]\nname = \"a\"\n[streams.record_schedule]\ncron = \"0 0 25 * * ?\"\nduration_seconds = 0\n\
+             [streams.upload]\nkvs_stream = \"a\"\n[streams.upload.schedule]\ncron = \"*/5 * * * *\"\nduration_seconds = 60\n",
+        );
+        assert!(
+            e.contains("streams[0].record_schedule.cron = \"0 0 25 * * ?\": hours field \"25\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("streams[0].upload.schedule.cron = \"*/5 * * * *\": 5 fields: a crontab line"),
+            "{e}"
+        );
+        // The duration is checked only for a valid expression.
+        let e = errors(
+            "[[streams]]\nname = \"a\"\n[streams.record_schedule]\ncron = \"0 0 8 * * ?\"\nduration_seconds = 0\n",
+        );
+        assert!(
+            e.contains("streams[0].record_schedule.duration_seconds = 0: expected 1 to 604800 seconds"),
+            "{e}"
+        );
+        let e = errors("[[streams]]\nname = \"a\"\n[streams.record_schedule]\ncron = \"0 0 8 * * ?\"\n");
+        assert!(e.contains("duration_seconds"), "{e}");
     }
 }

@@ -13,6 +13,7 @@ pub mod output;
 pub mod probe;
 pub mod replay;
 pub mod run;
+pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod telemetry;
