@@ -39,8 +39,9 @@ pub enum Schedule {
     /// All the time (no schedule configured).
     #[default]
     Always,
-    /// In the windows of a cron expression.
-    Windows(Windows),
+    /// In the windows of a cron expression (boxed: a parsed expression is
+    /// large, and most schedules are `Always`).
+    Windows(Box<Windows>),
 }
 
 /// Windows opened by a cron expression.
@@ -222,7 +223,7 @@ impl Schedule {
                 reason: "it never fires".into(),
             });
         }
-        Ok(Schedule::Windows(w))
+        Ok(Schedule::Windows(Box::new(w)))
     }
 
     /// Whether `now` is inside a window (always, for [`Schedule::Always`]).
