@@ -9,10 +9,31 @@ use serde_json::{json, Value};
 use crate::http::ingest::IngestStatus;
 use crate::kvs::uploader::UploadStatus;
 use crate::run::recorder::RecorderStatus;
+use crate::schedule::Schedule;
 use crate::store::{Store, StreamState, UploadCounts};
 
 fn time(t: Timestamp) -> Value {
     json!({ "utc": t.to_rfc3339(), "ms": t.as_millis() })
+}
+
+/// A recording or upload schedule now: its expression and duration (both
+/// `null`: always), whether a window is open, and when that next changes
+/// (`null`: no change in sight).
+fn schedule(s: &Schedule) -> Value {
+    let now = std::time::SystemTime::now();
+    let w = s.windows();
+    let at = |t: std::time::SystemTime| {
+        let ns = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        time(Timestamp::from_nanos(ns))
+    };
+    json!({
+        "cron": w.map(|w| w.expression()),
+        "duration_seconds": w.map(|w| w.duration_seconds()),
+        "open": s.is_open(now),
+        "next_change": s.next_change(now).map(at),
+    })
 }
 
 fn track(t: &Track) -> Value {
@@ -72,6 +93,7 @@ pub fn streams(
                 "refused_frames": r.refused,
                 "last_error": r.last_error,
                 "since": r.since.map(time),
+                "schedule": schedule(&r.schedule),
             })
         });
         out.push(json!({
@@ -159,6 +181,8 @@ fn uploader(store: &Store, u: &UploadStatus, newest: Option<Timestamp>) -> Value
             "error": u.acks.error, "idle": u.acks.idle,
         },
         "errors": u.errors.iter().map(|(id, n)| (id.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "schedule": schedule(&u.schedule),
+        "waiting_for_window": u.waiting_for_window,
     })
 }
 

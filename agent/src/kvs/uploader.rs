@@ -10,14 +10,16 @@
 //! `https://`, signed with the configured credentials as they are at each
 //! connection (temporary ones refreshed).
 //!
-//! What this does not do yet: schedules.
+//! An upload schedule ([`crate::schedule`]) keeps it from connecting
+//! outside its windows; a window's end ends the connection between
+//! fragments, as rotation does.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use fragmenter::mkv::{MkvWriter, MkvWriterOptions};
@@ -33,6 +35,7 @@ use super::errors::{self, Action};
 use super::timestamp;
 use super::tls::{self, Origin, TlsError};
 use super::upstream::{Upstream, UpstreamSpec};
+use crate::schedule::Schedule;
 use crate::store::{CursorFrom, CursorItem, FragmentId, Store, StoreError, UploadState};
 
 /// No ACK for this long while fragments are being sent: reconnect. The
@@ -59,6 +62,9 @@ pub struct UploadSpec {
     pub max_bytes_per_second: u64,
     /// Most fragments started per second (the service: 5).
     pub max_fragments_per_second: u32,
+    /// When to upload: outside its windows no connection is made, and one
+    /// open when a window closes ends between fragments.
+    pub schedule: Schedule,
 }
 
 /// The SigV4 headers (authorization, x-amz-date, x-amz-security-token) for
@@ -145,6 +151,10 @@ pub struct UploadStatus {
     pub errors: std::collections::BTreeMap<u32, u64>,
     /// Body bytes sent.
     pub bytes_sent: u64,
+    /// When it uploads.
+    pub schedule: Schedule,
+    /// Outside the schedule's windows, waiting for the next to open.
+    pub waiting_for_window: bool,
 }
 
 /// Shared with the HTTP handlers.
@@ -203,12 +213,17 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
         s.kvs_stream = spec.kvs_stream.clone();
         s.endpoint = spec.upstream.endpoint_text();
         s.credentials = spec.upstream.credentials.kind().to_owned();
+        s.schedule = spec.schedule.clone();
     });
     let mut backoff = Duration::from_secs(1);
     let skip: SkipSet = Arc::default();
     // Made here, when the upload starts: recording never builds it.
     let mut upstream: Option<Upstream> = None;
     while !stop.load(Ordering::SeqCst) {
+        if !spec.schedule.is_open(SystemTime::now()) {
+            wait_for_window(&spec, &stop, &status).await;
+            continue;
+        }
         let result = match &upstream {
             Some(u) => connection(&spec, u, &store, &stop, &status, &skip).await,
             None => match Upstream::new(&spec.kvs_stream, &spec.upstream).await {
@@ -234,6 +249,18 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
             }
         }
     }
+}
+
+/// Outside the upload schedule's windows: no connection until one opens (or
+/// `stop`), and the status says so. Media is stored meanwhile; the window
+/// drains it oldest first, like any backlog.
+async fn wait_for_window(spec: &UploadSpec, stop: &AtomicBool, status: &UploadStatusHandle) {
+    info!(stream = %spec.stream, schedule = %spec.schedule, "upload waits for its window");
+    update(status, |s| s.waiting_for_window = true);
+    while !stop.load(Ordering::SeqCst) && !spec.schedule.is_open(SystemTime::now()) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    update(status, |s| s.waiting_for_window = false);
 }
 
 /// Paces a connection's body under the per-stream limits: bytes and
@@ -373,6 +400,12 @@ async fn connection(
     let body_skip = skip.clone();
     let began = tokio::time::Instant::now();
     let rotate_at = began + spec.rotate_after;
+    // The upload window's end (never, without a schedule).
+    let now = SystemTime::now();
+    let window_ends = match spec.schedule.is_open(now) {
+        true => spec.schedule.next_change(now),
+        false => Some(now),
+    };
     let mut pace = Pace::new(spec.max_bytes_per_second, spec.max_fragments_per_second);
     let mut body = tokio::spawn(async move {
         let mut writer: Option<MkvWriter> = None;
@@ -380,7 +413,10 @@ async fn connection(
         let mut current: Option<FragmentId> = None;
         let mut skipping = false;
         loop {
-            if current.is_none() && (body_stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= rotate_at) {
+            let window_closed = window_ends.is_some_and(|t| SystemTime::now() >= t);
+            if current.is_none()
+                && (body_stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= rotate_at || window_closed)
+            {
                 return Ok(()); // between fragments: end the body cleanly
             }
             let item = match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {

@@ -154,6 +154,8 @@ fn recorder_specs(config: &Config, feeds: Option<&Feeds>) -> Result<Vec<Recorder
             fragment: Duration::from_secs(s.fragment_seconds.into()),
             uploads: s.upload.is_some(),
             feed: feeds.map(|f| f.add(&s.name, FeedKind::Media)),
+            schedule: crate::config::schedule_of(s.record_schedule.as_ref())
+                .with_context(|| format!("stream {}: record_schedule", s.name))?,
         });
     }
     for s in &config.sensors {
@@ -170,6 +172,7 @@ fn recorder_specs(config: &Config, feeds: Option<&Feeds>) -> Result<Vec<Recorder
             fragment: Duration::from_secs(s.fragment_seconds.into()),
             uploads: s.upload.is_some(),
             feed: feeds.map(|f| f.add(&s.name, kind)),
+            schedule: crate::schedule::Schedule::Always,
         });
     }
     Ok(specs)
@@ -241,6 +244,8 @@ pub fn run(config_path: Option<&PathBuf>) -> Result<()> {
             rotate_after: Duration::from_secs(u.rotate_seconds.into()),
             max_bytes_per_second: u64::from(u.max_mbps) * 125_000,
             max_fragments_per_second: u.max_fragments_per_second,
+            schedule: crate::config::schedule_of(u.schedule.as_ref())
+                .with_context(|| format!("stream {}: upload.schedule", s.name))?,
         });
     }
     let state = Arc::new(AppState {

@@ -1,17 +1,25 @@
 //! One recorder per stream or sensor: source → fragmenter → store, on its
 //! own thread, restarted with backoff when the source fails, so one broken
 //! camera never stops the others or the agent.
+//!
+//! A stream with a recording schedule runs its source only inside the
+//! schedule's windows: outside them the camera pipeline is stopped (no
+//! capture, no encoding: on a Pi that is the CPU saved). A window opens a
+//! fresh pipeline, whose first fragment starts on a key frame like any
+//! other; a window's end stops the source and closes the open fragment
+//! with the frames still in flight, as a shutdown does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use fragmenter::{Fragmenter, Timestamp};
 use hardware::CaptureOptions;
 use tracing::{error, info, warn};
 
+use crate::schedule::Schedule;
 use crate::source::{Poll, Source, SourceSpec};
 use crate::store::Store;
 
@@ -39,6 +47,8 @@ pub struct RecorderSpec {
     pub uploads: bool,
     /// Live frames for WebRTC viewers, when WebRTC is on.
     pub feed: Option<Arc<playback::webrtc::feed::StreamFeed>>,
+    /// When to record.
+    pub schedule: Schedule,
 }
 
 /// A recorder as `/api/streams` and `/metrics` show it.
@@ -64,6 +74,9 @@ pub struct RecorderStatus {
     pub last_error: Option<String>,
     /// When the current capture started.
     pub since: Option<Timestamp>,
+    /// When it records (`/api/streams` shows whether a window is open and
+    /// when that changes).
+    pub schedule: Schedule,
 }
 
 /// A running recorder thread.
@@ -78,6 +91,7 @@ impl Recorder {
         let status = Arc::new(Mutex::new(RecorderStatus {
             name: spec.name.clone(),
             source: spec.source_text.clone(),
+            schedule: spec.schedule.clone(),
             ..RecorderStatus::default()
         }));
         let thread = {
@@ -120,15 +134,35 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     }
 }
 
+/// Outside the schedule's windows: wait (the source stopped) until one
+/// opens, or `stop`. The wall clock is read again at least once a minute, in
+/// case it was set.
+fn wait_for_window(schedule: &Schedule, stop: &AtomicBool) {
+    loop {
+        let now = SystemTime::now();
+        if stop.load(Ordering::Relaxed) || schedule.is_open(now) {
+            return;
+        }
+        let opens = schedule.next_change(now).and_then(|t| t.duration_since(now).ok());
+        sleep_unless_stopped(opens.unwrap_or(Duration::MAX).min(Duration::from_secs(60)), stop);
+    }
+}
+
 fn supervise(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<RecorderStatus>) {
     let mut backoff = BACKOFF_MIN;
     let mut attempt: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
+        if !spec.schedule.is_open(SystemTime::now()) {
+            info!(stream = %spec.name, schedule = %spec.schedule, "outside the recording window: source stopped");
+            wait_for_window(&spec.schedule, stop);
+            continue;
+        }
         let began = Instant::now();
         let result = record(spec, store, stop, status);
         update(status, |s| s.running = false);
         match result {
             Ok(Finished::Stopped) => break,
+            Ok(Finished::WindowClosed) => backoff = BACKOFF_MIN,
             Ok(Finished::SourceEnded) => {
                 info!(stream = %spec.name, "source ended; recording of this stream is complete");
                 break;
@@ -156,6 +190,18 @@ fn supervise(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mut
 enum Finished {
     Stopped,
     SourceEnded,
+    /// The recording window closed.
+    WindowClosed,
+}
+
+/// When a recording that starts now must check its window again: at the
+/// window's end, or in an hour when no end is in sight (and never with the
+/// schedule `Always`).
+fn window_check(schedule: &Schedule, now: SystemTime) -> Option<SystemTime> {
+    match schedule {
+        Schedule::Always => None,
+        Schedule::Windows(_) => Some(schedule.next_change(now).unwrap_or(now + Duration::from_secs(3600))),
+    }
 }
 
 fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<RecorderStatus>) -> Result<Finished> {
@@ -179,6 +225,7 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     let mut denied_logged = Instant::now() - Duration::from_secs(3600);
     let live = spec.source.is_live();
     let mut last_key_request = Instant::now();
+    let mut check_window = window_check(&spec.schedule, SystemTime::now());
 
     let mut store_events = |events: &mut Vec<fragmenter::FragmentEvent>| -> Result<()> {
         for ev in events.drain(..) {
@@ -201,6 +248,16 @@ fn record(spec: &RecorderSpec, store: &Store, stop: &AtomicBool, status: &Mutex<
     let finished = loop {
         if stop.load(Ordering::Relaxed) {
             break Finished::Stopped;
+        }
+        if let Some(at) = check_window {
+            let now = SystemTime::now();
+            if now >= at {
+                if !spec.schedule.is_open(now) {
+                    info!(stream = %spec.name, "the recording window closed");
+                    break Finished::WindowClosed;
+                }
+                check_window = window_check(&spec.schedule, now);
+            }
         }
         match source.next_frame(Duration::from_millis(200))? {
             Poll::Frame(f) => {
