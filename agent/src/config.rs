@@ -919,6 +919,39 @@ mod tests {
         assert_eq!(example.store, StoreSection::default());
         assert_eq!(example.http, HttpSection::default());
         assert_eq!(example.streams[0].fragment_seconds, 2);
+        assert_eq!(example.streams[0].record_schedule, None, "absent = always");
+    }
+
+    #[test]
+    fn the_example_schedules_are_valid_once_uncommented() {
+        let path =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()))
+                .join("../agent.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for (table, before) in [
+            ("[streams.record_schedule]", ""),
+            ("[streams.upload.schedule]", "[streams.upload]\nkvs_stream = \"a\"\n"),
+        ] {
+            let start = text.find(&format!("# {table}")).unwrap();
+            // The table, cron and duration_seconds lines, without their
+            // comments (continuation lines start with more spaces).
+            let block: Vec<String> = text[start..]
+                .lines()
+                .filter_map(|l| l.strip_prefix("# ").filter(|l| !l.starts_with(' ')))
+                .map(|l| l.split("  #").next().unwrap().trim().to_owned())
+                .take(3)
+                .collect();
+            let c = Config::parse(
+                &format!("[[streams]]\nname = \"a\"\n{before}{}\n", block.join("\n")),
+                Path::new("example"),
+            )
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+            let s = &c.streams[0];
+            assert!(
+                s.record_schedule.is_some() || s.upload.as_ref().is_some_and(|u| u.schedule.is_some()),
+                "{block:?}"
+            );
+        }
     }
 
     #[test]
