@@ -56,6 +56,10 @@ pub enum Command {
     /// Board, CPU, memory, cameras, microphones, which encoders work, and a
     /// suggested config.
     Probe(crate::probe::ProbeArgs),
+    /// Issue 6's benchmarks: upload of a stored backlog, gateway ingest of
+    /// N streams on one core, frame-to-wire latency; each beside a
+    /// reference where there is one.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `edge-agent capture`.

@@ -3,6 +3,7 @@
 //! and hands over) and the ingest fuzz target (`agent/fuzz`), which drives
 //! [`kvs::session::IngestSession`] on a real [`store::Store`].
 
+pub mod bench;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use edge_agent::{capture, cli, config, export, probe, replay, run};
+use edge_agent::{bench, capture, cli, config, export, probe, replay, run};
 
 // Link-time definitions for this executable (see the module): not library
 // code.
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => export::verify(args.config.as_ref()),
         cli::Command::CheckConfig(args) => check_config(&args),
         cli::Command::Probe(args) => probe::run(&args),
+        cli::Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
