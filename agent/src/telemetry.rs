@@ -70,6 +70,8 @@ pub fn render(
                 gauge!("edge_agent_upload_lag_seconds", "stream" => name.clone()).set(secs);
                 gauge!("edge_agent_upload_lag_bytes", "stream" => name.clone()).set(bytes as f64);
                 gauge!("edge_agent_upload_connected", "stream" => name.clone()).set(f64::from(u8::from(u.connected)));
+                gauge!("edge_agent_upload_waiting_for_window", "stream" => name.clone())
+                    .set(f64::from(u8::from(u.waiting_for_window)));
                 counter!("edge_agent_upload_bytes_total", "stream" => name.clone()).absolute(u.bytes_sent);
                 counter!("edge_agent_upload_connections_total", "stream" => name.clone()).absolute(u.connections);
                 for (kind, n) in [
@@ -118,7 +120,9 @@ pub fn render(
             .absolute(r.restarts + r.source_restarts);
         counter!("edge_agent_capture_frames_total", "stream" => name.clone()).absolute(r.frames);
         counter!("edge_agent_capture_frames_refused_total", "stream" => name.clone()).absolute(r.refused);
-        gauge!("edge_agent_capture_running", "stream" => name).set(f64::from(u8::from(r.running)));
+        gauge!("edge_agent_capture_running", "stream" => name.clone()).set(f64::from(u8::from(r.running)));
+        let open = r.schedule.is_open(std::time::SystemTime::now());
+        gauge!("edge_agent_capture_window_open", "stream" => name).set(f64::from(u8::from(open)));
     }
     if let Some(w) = webrtc {
         counter!("edge_agent_webrtc_sessions_total").absolute(w.sessions_total);

@@ -89,6 +89,11 @@ fn a_stream_records_only_inside_its_recording_windows() {
         }
     }
     assert!(seen_open && seen_closed, "open {seen_open}, closed {seen_closed}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("edge_agent_capture_window_open{stream=\"cam\"}"),
+        "/metrics lacks the window gauge"
+    );
     stop(agent);
     assert!(ranges.len() >= 3, "{} recorded ranges: {ranges:?}", ranges.len());
     for r in &ranges {
@@ -172,6 +177,13 @@ fn uploads_go_out_only_inside_their_windows_and_the_backlog_drains_in_the_next()
             assert_eq!(up["connected"], false, "at +{phase:.1} s: {up}");
             let opens = ms(&up["schedule"]["next_change"]);
             assert!((opens - (now - phase + PERIOD)).abs() < 0.01, "at +{phase:.1} s: {up}");
+            if !waited {
+                let (_, metrics) = http_get(sport, "/metrics").unwrap();
+                assert!(
+                    metrics.contains("edge_agent_upload_waiting_for_window{stream=\"cam\"} 1"),
+                    "/metrics does not say the upload waits"
+                );
+            }
             waited = true;
         }
         // A window in which the backlog of the closed stretch before it
