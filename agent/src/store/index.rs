@@ -466,18 +466,26 @@ pub(crate) fn fragment(conn: &Connection, id: FragmentId) -> Result<Option<Fragm
 }
 
 /// The first committed fragment of the stream with id ≥ `from`.
+///
+/// Walks the rowid (`f.id`) from `from`, skipping other streams' rows: the
+/// `+` keeps SQLite off the `fragment_time` index, where it read every
+/// fragment of the stream and sorted them for each call, so a cursor
+/// draining a backlog did O(backlog²) work: uploading an hour of 2 s
+/// fragments took 2.0 CPU-s per GB (416 MB/s), ten minutes 0.86; with the
+/// rowid, 0.67 for both (945 MB/s; `edge-agent bench upload`).
+/// Ids are allocated in write order across streams, so this visits about
+/// one row per stream recording beside this one.
 pub(crate) fn next_fragment(conn: &Connection, stream_id: i64, from: u64) -> Result<Option<FragmentRow>, StoreError> {
-    let mut st = db(
-        "next fragment",
-        conn.prepare_cached(&format!(
-            "SELECT {FRAGMENT_COLUMNS} WHERE f.stream_id = ?1 AND f.id >= ?2 ORDER BY f.id LIMIT 1"
-        )),
-    )?;
+    let mut st = db("next fragment", conn.prepare_cached(&next_fragment_sql()))?;
     db(
         "next fragment",
         st.query_row(params![stream_id, from.min(i64::MAX as u64) as i64], fragment_row)
             .optional(),
     )
+}
+
+fn next_fragment_sql() -> String {
+    format!("SELECT {FRAGMENT_COLUMNS} WHERE +f.stream_id = ?1 AND f.id >= ?2 ORDER BY f.id LIMIT 1")
 }
 
 /// The id of the first fragment of the stream that ends after `t`.
@@ -903,4 +911,25 @@ pub(crate) fn set_segment_len(conn: &Connection, id: i64, len: u64) -> Result<()
         conn.execute("UPDATE segment SET len = ?2 WHERE id = ?1", params![id, len as i64]),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_fragment_is_found_by_id_not_by_reading_the_whole_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("index.sqlite")).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", next_fragment_sql()))
+            .unwrap()
+            .query_map(params![1, 1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("SEARCH f USING INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
 }
