@@ -336,7 +336,15 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
         "edge_agent_ingest_errors_total{stream=\"bad\",error_id=\"4002\"} 1".to_owned(),
         "edge_agent_ingest_refused_total{stream=\"good\"} 1".to_owned(),
     ] {
-        assert!(metrics.contains(&m), "/metrics lacks {m}:\n{}", metrics.lines().filter(|l| l.contains("ingest")).collect::<Vec<_>>().join("\n"));
+        assert!(
+            metrics.contains(&m),
+            "/metrics lacks {m}:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("ingest"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
