@@ -21,12 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::Buf;
 use fragmenter::mkv::{MkvWriter, MkvWriterOptions};
 use fragmenter::sink::Chunks;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use playback::http::reply::BodyChunks;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -193,16 +194,52 @@ enum UploadError {
     Other(String),
 }
 
-/// The request body: MKV bytes as the cursor yields them.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+/// The request body: MKV bytes as the cursor yields them, a batch of
+/// shared buffers per data frame (written with `writev`, never joined).
+struct ChannelBody(mpsc::Receiver<BodyChunks>);
 
 impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
+    type Data = BodyChunks;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<BodyChunks>, Self::Error>>> {
         self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// Most body bytes gathered from a cursor that has more ready before they
+/// are sent. A backlog goes out in batches of this (one `writev` of up to
+/// 64 buffers each); a live frame, with nothing behind it, at once.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Batches queued for the connection: with [`BATCH_BYTES`], at most 1 MB.
+const BATCH_QUEUE: usize = 4;
+
+/// Sends what `out` gathered since the last batch as one data frame, counts
+/// it, and waits if it ran ahead of the byte rate.
+async fn send_batch(
+    out: &mut Chunks,
+    tx: &mpsc::Sender<BodyChunks>,
+    status: &UploadStatusHandle,
+    pace: &mut Pace,
+    began: tokio::time::Instant,
+) -> Result<(), UploadError> {
+    let parts = out.take();
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let batch = BodyChunks::new(parts);
+    let n = batch.remaining() as u64;
+    tx.send(batch).await.map_err(|_| UploadError::Ended)?;
+    update(status, |s| s.bytes_sent += n);
+    let wait = pace.bytes(n, began.elapsed());
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
 }
 
 /// Upload until `stop`; reconnects with exponential backoff (1 s to 30 s,
@@ -367,7 +404,7 @@ async fn connection(
         .await
         .map_err(|e| refused(e.into()))?;
     let conn = tokio::spawn(conn);
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<BodyChunks>(BATCH_QUEUE);
     let headers: Vec<(&str, String)> = vec![
         ("host", origin.authority()),
         ("x-amzn-stream-name", spec.kvs_stream.clone()),
@@ -412,16 +449,29 @@ async fn connection(
         let mut out = Chunks::new();
         let mut current: Option<FragmentId> = None;
         let mut skipping = false;
+        // Bytes of `out` already sent.
+        let mut sent = 0;
         loop {
             let window_closed = window_ends.is_some_and(|t| SystemTime::now() >= t);
             if current.is_none()
                 && (body_stop.load(Ordering::SeqCst) || tokio::time::Instant::now() >= rotate_at || window_closed)
             {
-                return Ok(()); // between fragments: end the body cleanly
+                // Between fragments: end the body cleanly.
+                return send_batch(&mut out, &tx, &body_status, &mut pace, began).await;
             }
-            let item = match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {
-                Ok(item) => item?,
-                Err(_) => continue,
+            // What the cursor has ready is taken without waiting; only when
+            // it has nothing does what was gathered go out, and the cursor
+            // is waited for.
+            let item = match cursor.try_next()? {
+                Some(item) => item,
+                None => {
+                    send_batch(&mut out, &tx, &body_status, &mut pace, began).await?;
+                    sent = out.len();
+                    match tokio::time::timeout(Duration::from_millis(500), cursor.next()).await {
+                        Ok(item) => item?,
+                        Err(_) => continue,
+                    }
+                }
             };
             match item {
                 CursorItem::FragmentStart(head) if body_skip.lock().is_ok_and(|s| s.contains(&head.id)) => {
@@ -438,6 +488,8 @@ async fn connection(
                     skipping = false;
                     let wait = pace.fragment(began.elapsed());
                     if !wait.is_zero() {
+                        send_batch(&mut out, &tx, &body_status, &mut pace, began).await?;
+                        sent = out.len();
                         tokio::time::sleep(wait).await;
                     }
                     let same = writer.as_ref().is_some_and(|w| w.tracks() == &head.tracks[..]);
@@ -471,16 +523,9 @@ async fn connection(
                 }
                 CursorItem::FragmentAborted(_) => return Err(UploadError::Aborted),
             }
-            for chunk in out.take() {
-                let n = chunk.len() as u64;
-                if tx.send(chunk).await.is_err() {
-                    return Err(UploadError::Ended);
-                }
-                update(&body_status, |s| s.bytes_sent += n);
-                let wait = pace.bytes(n, began.elapsed());
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
+            if out.len() - sent >= BATCH_BYTES {
+                send_batch(&mut out, &tx, &body_status, &mut pace, began).await?;
+                sent = out.len();
             }
         }
     });
