@@ -154,6 +154,15 @@ pub fn run(args: &UploadArgs) -> Result<()> {
         m(up.rss_before),
     );
     println!("bench upload: load average before {load_before}, after {load_after}");
+    drop(store);
+    if let Some(b) = body {
+        let _ = std::fs::remove_file(&b.path);
+    }
+    let (path, removed) = (work.path.clone(), work.remove);
+    drop(work);
+    if removed {
+        println!("bench upload: removed {}", path.display());
+    }
     if args.json {
         let j = serde_json::json!({
             "bench": "upload",
@@ -184,13 +193,6 @@ pub fn run(args: &UploadArgs) -> Result<()> {
             "load_after": load_after,
         });
         println!("{j}");
-    }
-    drop(store);
-    if let Some(b) = body {
-        let _ = std::fs::remove_file(&b.path);
-    }
-    if work.remove {
-        println!("bench upload: removed {}", work.path.display());
     }
     Ok(())
 }
