@@ -59,11 +59,13 @@ pub struct IngestArgs {
     /// Each stream's bit rate, megabits per second.
     #[arg(long, default_value_t = 4.0)]
     pub mbps: f64,
-    /// The gateway's store cap (`[store] max_size_mb`): past it the oldest
-    /// media is deleted while streams arrive, as on a gateway that runs for
-    /// long.
-    #[arg(long, default_value_t = 1024)]
-    pub store_cap_mb: u64,
+    /// The gateway's store cap (`[store] max_size_mb`), past which the
+    /// oldest media is deleted while streams arrive. Default: room for the
+    /// whole step (nothing deleted), at most half the disk's free space.
+    /// A cap below streams × 64 MB (a segment per stream) keeps retention
+    /// busy in vain: segments being written cannot be deleted.
+    #[arg(long, value_name = "MB")]
+    pub store_cap_mb: Option<u64>,
     /// Where the gateways' stores go. Default: a new directory under the
     /// system's temporary directory, removed at the end.
     #[arg(long, value_name = "DIR")]
@@ -91,6 +93,7 @@ const MAX_P99: Duration = Duration::from_secs(1);
 #[derive(Debug, serde::Serialize)]
 struct Step {
     streams: u32,
+    store_cap_mb: u64,
     cpu: f64,
     window_s: f64,
     sent: u64,
@@ -131,7 +134,7 @@ pub fn run(args: &IngestArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         let step = step?;
         println!(
-            "bench ingest: {n} streams: gateway CPU {:.1} % of one core, ACK latency p50 {} ms, p99 {} ms, max {} ms, {} of {} fragments PERSISTED, {} error(s), senders late by p99 {} ms: {}",
+            "bench ingest: {n} streams: gateway CPU {:.1} % of one core, ACK latency p50 {} ms, p99 {} ms, max {} ms, {} of {} fragments PERSISTED, {} error(s), senders late by p99 {} ms, store cap {} MB: {}",
             step.cpu * 100.0,
             num(step.p50_ms, 1),
             num(step.p99_ms, 1),
@@ -140,6 +143,7 @@ pub fn run(args: &IngestArgs) -> Result<()> {
             step.sent,
             step.errors.len(),
             num(step.sender_late_p99_ms, 1),
+            step.store_cap_mb,
             if step.sustained { "sustained" } else { "NOT sustained" },
         );
         for e in step.errors.iter().take(5) {
@@ -184,6 +188,16 @@ pub fn run(args: &IngestArgs) -> Result<()> {
 fn step(args: &IngestArgs, n: u32, fragments: u64, payloads: &Payloads, dir: &Path) -> Result<Step> {
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
+    let cap_mb = match args.store_cap_mb {
+        Some(mb) => mb,
+        None => {
+            let step = u64::from(n) * fragments * payloads.fragment_bytes() * 12 / 10;
+            let free = rustix::fs::statvfs(dir)
+                .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+                .unwrap_or(0);
+            (step.min(free / 2) / crate::store::MB).max(1024)
+        }
+    };
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -191,7 +205,7 @@ fn step(args: &IngestArgs, n: u32, fragments: u64, payloads: &Payloads, dir: &Pa
             "[store]\npath = {:?}\nmax_size_mb = {}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
              [ingest]\nenabled = true\nauth = \"none\"\n[webrtc]\nenabled = false\n",
             dir.join("store"),
-            args.store_cap_mb
+            cap_mb
         ),
     )?;
     let log = std::fs::File::create(dir.join("gateway.log"))?;
@@ -254,6 +268,7 @@ fn step(args: &IngestArgs, n: u32, fragments: u64, payloads: &Payloads, dir: &Pa
     let p99 = quantile(&latencies, 0.99);
     Ok(Step {
         streams: n,
+        store_cap_mb: cap_mb,
         cpu,
         window_s: window.as_secs_f64(),
         sent,

@@ -173,7 +173,7 @@ pub fn run(args: &LatencyArgs) -> Result<()> {
         samples.last().copied().unwrap_or(f64::NAN),
     );
     println!(
-        "bench latency: frame append to arrival at the endpoint p50 {} ms, p99 {} ms, max {} ms (target p99 < 5 ms; {} of {appended} frames arrived, {received} of {fragments} fragments RECEIVED, {} connection(s); no reference, see --help)",
+        "bench latency: frame append to arrival at the endpoint p50 {} ms, p99 {} ms, max {} ms (target p99 < 5 ms; {} of {appended} frames arrived, {received} of {fragments} fragments RECEIVED, {} connection(s); no reference runs beside it: README, Benchmarks)",
         num(p50, 2),
         num(p99, 2),
         num(max, 2),
