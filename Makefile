@@ -23,9 +23,16 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Issue 6's figures come from the release binary: upload of a stored hour
+# beside curl, frame-to-wire latency, then the gateway's ingest on one core
+# (about 6 minutes).
 bench:
 	@scripts/install-deps.sh --bench
 	$(CARGO) bench -p fragmenter
+	$(CARGO) build --release -p agent
+	./target/release/edge-agent -q bench upload
+	./target/release/edge-agent -q bench latency
+	./target/release/edge-agent -q bench ingest
 
 clean:
 	$(CARGO) clean

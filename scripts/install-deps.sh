@@ -34,8 +34,9 @@ if [ "${1:-}" = "--test" ] && [ ! -x "$moto_venv/bin/moto_server" ] \
   packages+=(python3-venv)
 fi
 if [ "${1:-}" = "--bench" ]; then
-  # The segment-serving benchmark compares with nginx serving the same bytes.
-  packages+=(nginx-light)
+  # The segment-serving benchmark compares with nginx serving the same bytes;
+  # `edge-agent bench upload` with curl posting the same body.
+  packages+=(nginx-light curl)
 fi
 # The web UI's JavaScript (hls.js) comes from npm at build time. A Node.js
 # from elsewhere (NodeSource, nvm) brings its own npm: only install
