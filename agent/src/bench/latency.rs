@@ -53,7 +53,7 @@ const STREAM: &str = "live";
 
 /// Run the benchmark.
 pub fn run(args: &LatencyArgs) -> Result<()> {
-    if !(args.seconds > 0.0) || !(args.mbps > 0.0) {
+    if !super::positive(args.seconds) || !super::positive(args.mbps) {
         bail!("--seconds and --mbps must be positive");
     }
     let load_before = procfs::load();

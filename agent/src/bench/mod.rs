@@ -148,6 +148,11 @@ fn pin_self(cpus: &str) -> Result<()> {
     Ok(())
 }
 
+/// A finite number above zero (what every size option must be).
+fn positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
 /// The value at quantile `q` (0–1) of sorted `v`, nearest rank.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

@@ -85,7 +85,7 @@ struct UploadRun {
 
 /// Run the benchmark.
 pub fn run(args: &UploadArgs) -> Result<()> {
-    if !(args.minutes > 0.0) || !(args.mbps > 0.0) {
+    if !super::positive(args.minutes) || !super::positive(args.mbps) {
         bail!("--minutes and --mbps must be positive");
     }
     let load_before = procfs::load();
