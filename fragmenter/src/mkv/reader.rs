@@ -229,7 +229,13 @@ impl MkvReader {
                                 offset: self.offset,
                             });
                         }
-                        return Ok(self.pop());
+                        // Only a Cluster's end is an event; after any other
+                        // element, read on (`Ok(None)` would say the input
+                        // is used up, and after `finish` the rest was lost).
+                        if let Some(ev) = self.pop() {
+                            return Ok(Some(ev));
+                        }
+                        continue;
                     }
                 }
             }
