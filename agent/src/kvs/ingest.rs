@@ -23,13 +23,24 @@ pub enum TimecodeType {
 }
 
 impl TimecodeType {
-    /// The producer time of `ticks` of `scale` nanoseconds.
+    /// The producer time of `ticks` of `scale` nanoseconds (saturating:
+    /// the rules refuse a fragment whose time does not fit, see
+    /// [`checked_producer_time`](Self::checked_producer_time)).
     pub fn producer_time(self, ticks: u64, scale: u64) -> Timestamp {
-        let ns = ticks.saturating_mul(scale);
-        match self {
-            TimecodeType::Absolute => Timestamp::from_nanos(ns),
-            TimecodeType::Relative(start) => Timestamp::from_nanos(start.as_nanos().saturating_add(ns)),
-        }
+        self.checked_producer_time(ticks, scale)
+            .unwrap_or(Timestamp::from_nanos(u64::MAX))
+    }
+
+    /// The producer time of `ticks` of `scale` nanoseconds, `None` past what
+    /// a [`Timestamp`] holds (the year 2554).
+    pub fn checked_producer_time(self, ticks: u64, scale: u64) -> Option<Timestamp> {
+        let ns = ticks.checked_mul(scale)?;
+        let ns = match self {
+            TimecodeType::Absolute => ns,
+            TimecodeType::Relative(start) => start.as_nanos().checked_add(ns)?,
+        };
+        // u64::MAX is where saturated times land: never a real time.
+        (ns < u64::MAX).then_some(Timestamp::from_nanos(ns))
     }
 }
 
@@ -183,6 +194,15 @@ impl IngestRules {
                     bytes: 0,
                     last: None,
                 });
+                // Saturated, such fragments would all start at one instant
+                // (and a resend of one would not be recognised).
+                if self.timecodes.checked_producer_time(*timecode, self.scale).is_none() {
+                    return self.error(
+                        4007,
+                        format!("cluster timecode {timecode} × {} ns is past the year 2554", self.scale),
+                        out,
+                    );
+                }
                 out.push(Outcome::Buffering { timecode: *timecode });
             }
             MkvEvent::Block(b) => {
@@ -194,6 +214,15 @@ impl IngestRules {
                     return self.error(
                         4010,
                         format!("a frame of track {} (tracks declared: {known:?})", b.track),
+                        out,
+                    );
+                }
+                let t = u64::try_from(b.timecode).unwrap_or(0);
+                if self.timecodes.checked_producer_time(t, self.scale).is_none() {
+                    let t = b.timecode;
+                    return self.error(
+                        4007,
+                        format!("frame timecode {t} × {} ns is past the year 2554", self.scale),
                         out,
                     );
                 }
@@ -412,6 +441,68 @@ mod tests {
             matches!(out.last(), Some(Outcome::Error { error_id: 4004, .. })),
             "{out:?}"
         );
+    }
+
+    /// The reader's events for `body`, with `edit` applied to each.
+    fn events(body: &[u8], edit: impl Fn(MkvEvent) -> MkvEvent) -> Vec<MkvEvent> {
+        let mut r = MkvReader::default();
+        r.feed(body);
+        r.finish();
+        std::iter::from_fn(|| r.next_event().unwrap()).map(edit).collect()
+    }
+
+    fn outcomes(timecodes: TimecodeType, events: &[MkvEvent]) -> Vec<Outcome> {
+        let mut rules = IngestRules::new(timecodes, Limits::default());
+        let mut out = Vec::new();
+        for ev in events {
+            rules.event(ev, &mut out);
+        }
+        out
+    }
+
+    /// Found by the ingest fuzz target: cluster timecodes whose time
+    /// overflows were saturated to one instant, so two fragments "started"
+    /// together and a resend of one was stored again.
+    #[test]
+    fn a_timecode_past_what_a_timestamp_holds_is_an_invalid_producer_timestamp() {
+        // The last millisecond a Timestamp holds, and the one after it.
+        let last_ms = u64::MAX / 1_000_000;
+        let at = |tc: u64| {
+            move |ev| match ev {
+                MkvEvent::ClusterStart { offset, .. } => MkvEvent::ClusterStart { timecode: tc, offset },
+                MkvEvent::Block(b) => MkvEvent::Block(fragmenter::mkv::Block {
+                    timecode: tc as i64,
+                    ..b
+                }),
+                ev => ev,
+            }
+        };
+        let fine = outcomes(TimecodeType::Absolute, &events(&body(&[1_000], 1, 0), at(last_ms)));
+        assert_eq!(error_ids(&fine), Vec::<u32>::new(), "{fine:?}");
+        let out = outcomes(TimecodeType::Absolute, &events(&body(&[1_000], 1, 0), at(last_ms + 1)));
+        assert_eq!(error_ids(&out), [4007]);
+        assert!(
+            matches!(out[0], Outcome::Error { timecode: Some(t), .. } if t == last_ms + 1),
+            "the ERROR names the fragment: {out:?}"
+        );
+        // RELATIVE: the start timestamp counts too.
+        let late = TimecodeType::Relative(Timestamp::from_nanos(u64::MAX - 1_000_000_000));
+        assert_eq!(
+            late.checked_producer_time(999, 1_000_000),
+            Some(Timestamp::from_nanos(u64::MAX - 1_000_000))
+        );
+        assert_eq!(late.checked_producer_time(1_000, 1_000_000), None);
+        // A frame pushed past the end (by its block offset) in a fragment
+        // that starts in time.
+        let frame_late = |ev| match ev {
+            MkvEvent::Block(b) => MkvEvent::Block(fragmenter::mkv::Block {
+                timecode: i64::MAX,
+                ..b
+            }),
+            ev => ev,
+        };
+        let out = outcomes(TimecodeType::Absolute, &events(&body(&[1_000], 1, 0), frame_late));
+        assert_eq!(error_ids(&out), [4007]);
     }
 
     #[test]

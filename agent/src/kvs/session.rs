@@ -277,7 +277,7 @@ impl IngestSession {
             }
             MkvEvent::ClusterStart { timecode, .. } => {
                 self.commit_received(acks);
-                let start = self.time(*timecode as i64);
+                let start = self.timecodes.producer_time(*timecode, self.scale);
                 if self.writer.is_none() {
                     return Ok(()); // the rules refuse a Cluster before Tracks
                 }
@@ -592,6 +592,30 @@ mod tests {
         assert_eq!(after[0], before[1], "the resent fragment keeps its number");
         assert_eq!(store.stream("cam").unwrap().fragments, 3);
         assert!(store.verify().unwrap().problems.is_empty());
+    }
+
+    /// Found by the ingest fuzz target: a Cluster Timecode whose time does
+    /// not fit a timestamp was stored at the saturated time, and the same
+    /// body sent again was stored again (a resend could not be recognised).
+    #[test]
+    fn a_fragment_past_the_year_2554_is_refused_and_not_stored() {
+        let mut b = body();
+        // The first Cluster's Timecode (8 bytes, as the SDK writes it).
+        let first = 1_795_000_000_000u64.to_be_bytes();
+        let at = b.windows(8).position(|w| w == first).unwrap();
+        b[at..at + 8].copy_from_slice(&(u64::MAX / 1_000).to_be_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(config(dir.path()), test_clock()).unwrap();
+        for _ in 0..2 {
+            let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute);
+            let mut acks = Vec::new();
+            s.feed(&b, &mut acks);
+            s.finish(&mut acks);
+            let kinds: Vec<&str> = acks.iter().map(|a| a.kind.as_str()).collect();
+            assert_eq!(kinds, ["ERROR"], "{acks:?}");
+            assert_eq!(acks[0].error_id, Some(4007));
+        }
+        assert_eq!(store.stream("cam").map(|s| s.fragments).unwrap_or(0), 0);
     }
 
     proptest! {
