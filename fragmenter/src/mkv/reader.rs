@@ -492,7 +492,14 @@ impl MkvReader {
             what: "Cluster Timecode before the first block",
             offset,
         })?;
-        Ok(cluster as i64 + i64::from(rel))
+        i64::try_from(cluster)
+            .ok()
+            .and_then(|c| c.checked_add(i64::from(rel)))
+            .ok_or(MkvError::BadValue {
+                id: id::TIMECODE,
+                offset,
+                what: "a block timecode (Cluster Timecode plus the block's offset) within int64",
+            })
     }
 }
 

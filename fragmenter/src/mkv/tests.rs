@@ -328,3 +328,28 @@ fn what_follows_a_known_size_segment_is_read_whatever_the_pieces() {
     assert_eq!(r.position(), two.len() as u64);
     assert_eq!(without_offsets(events), without_offsets(read_in_chunks(&two, &[5])));
 }
+
+/// Found by the mkv_reader fuzz target: a block's timecode (Cluster
+/// Timecode plus its offset) overflowed int64, a panic in debug builds and
+/// a negative time in release builds.
+#[test]
+fn a_block_timecode_past_int64_is_refused() {
+    let read = |data: &[u8]| {
+        let mut r = MkvReader::default();
+        r.feed(data);
+        r.finish();
+        std::iter::from_fn(|| r.next_event().transpose()).collect::<Result<Vec<_>, _>>()
+    };
+    let last = read(&known_size_file(i64::MAX as u64)).unwrap();
+    assert!(last
+        .iter()
+        .any(|e| matches!(e, MkvEvent::Block(b) if b.timecode == i64::MAX)));
+    let beyond = read(&known_size_file(1 << 63));
+    assert!(matches!(beyond, Err(MkvError::BadValue { .. })), "{beyond:?}");
+    // i64::MAX plus a block offset of 1.
+    let mut data = known_size_file(i64::MAX as u64);
+    let at = data.windows(4).position(|w| w == [0x81, 0, 0, 0x80]).unwrap();
+    data[at + 2] = 1;
+    let over = read(&data);
+    assert!(matches!(over, Err(MkvError::BadValue { .. })), "{over:?}");
+}
