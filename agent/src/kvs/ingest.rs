@@ -13,6 +13,12 @@ use fragmenter::Timestamp;
 
 use super::errors;
 
+/// Where producer times end (2262-04-11T23:47:16Z): the store keeps times
+/// as signed 64-bit nanoseconds and saturates there, so later fragments
+/// would all start at one instant (and a resend of one would not be
+/// recognised). A fragment or frame from then on is ERROR 4007.
+pub const LAST_TIME: Timestamp = Timestamp::from_nanos(i64::MAX as u64);
+
 /// How cluster timecodes are to be read (`x-amzn-fragment-timecode-type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimecodeType {
@@ -31,16 +37,15 @@ impl TimecodeType {
             .unwrap_or(Timestamp::from_nanos(u64::MAX))
     }
 
-    /// The producer time of `ticks` of `scale` nanoseconds, `None` past what
-    /// a [`Timestamp`] holds (the year 2554).
+    /// The producer time of `ticks` of `scale` nanoseconds, `None` from
+    /// [`LAST_TIME`] on.
     pub fn checked_producer_time(self, ticks: u64, scale: u64) -> Option<Timestamp> {
         let ns = ticks.checked_mul(scale)?;
         let ns = match self {
             TimecodeType::Absolute => ns,
             TimecodeType::Relative(start) => start.as_nanos().checked_add(ns)?,
         };
-        // u64::MAX is where saturated times land: never a real time.
-        (ns < u64::MAX).then_some(Timestamp::from_nanos(ns))
+        (ns < LAST_TIME.as_nanos()).then_some(Timestamp::from_nanos(ns))
     }
 }
 
@@ -199,7 +204,10 @@ impl IngestRules {
                 if self.timecodes.checked_producer_time(*timecode, self.scale).is_none() {
                     return self.error(
                         4007,
-                        format!("cluster timecode {timecode} × {} ns is past the year 2554", self.scale),
+                        format!(
+                            "cluster timecode {timecode} × {} ns is past 2262-04-11, the last time the store holds",
+                            self.scale
+                        ),
                         out,
                     );
                 }
@@ -222,7 +230,10 @@ impl IngestRules {
                     let t = b.timecode;
                     return self.error(
                         4007,
-                        format!("frame timecode {t} × {} ns is past the year 2554", self.scale),
+                        format!(
+                            "frame timecode {t} × {} ns is past 2262-04-11, the last time the store holds",
+                            self.scale
+                        ),
                         out,
                     );
                 }
@@ -462,11 +473,12 @@ mod tests {
 
     /// Found by the ingest fuzz target: cluster timecodes whose time
     /// overflows were saturated to one instant, so two fragments "started"
-    /// together and a resend of one was stored again.
+    /// together and a resend of one was stored again. The store saturates
+    /// at [`LAST_TIME`], before a timestamp does.
     #[test]
-    fn a_timecode_past_what_a_timestamp_holds_is_an_invalid_producer_timestamp() {
-        // The last millisecond a Timestamp holds, and the one after it.
-        let last_ms = u64::MAX / 1_000_000;
+    fn a_timecode_past_what_the_store_holds_is_an_invalid_producer_timestamp() {
+        // The last millisecond the store holds, and the one after it.
+        let last_ms = (LAST_TIME.as_nanos() - 1) / 1_000_000;
         let at = |tc: u64| {
             move |ev| match ev {
                 MkvEvent::ClusterStart { offset, .. } => MkvEvent::ClusterStart { timecode: tc, offset },
@@ -486,10 +498,10 @@ mod tests {
             "the ERROR names the fragment: {out:?}"
         );
         // RELATIVE: the start timestamp counts too.
-        let late = TimecodeType::Relative(Timestamp::from_nanos(u64::MAX - 1_000_000_000));
+        let late = TimecodeType::Relative(Timestamp::from_nanos(LAST_TIME.as_nanos() - 1_000_000_000));
         assert_eq!(
             late.checked_producer_time(999, 1_000_000),
-            Some(Timestamp::from_nanos(u64::MAX - 1_000_000))
+            Some(Timestamp::from_nanos(LAST_TIME.as_nanos() - 1_000_000))
         );
         assert_eq!(late.checked_producer_time(1_000, 1_000_000), None);
         // A frame pushed past the end (by its block offset) in a fragment

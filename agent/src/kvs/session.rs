@@ -403,9 +403,8 @@ impl IngestSession {
 
     /// The stored fragment of this stream that starts exactly at `start`.
     fn stored_at(&self, start: Timestamp) -> Result<Option<crate::store::FragmentId>, StoreError> {
-        let end = Timestamp::from_nanos(start.as_nanos().saturating_add(1));
-        match self.store.fragments(&self.stream, start, end) {
-            Ok(found) => Ok(found.into_iter().find(|m| m.start == start).map(|m| m.id)),
+        match self.store.fragment_starting_at(&self.stream, start) {
+            Ok(found) => Ok(found.map(|m| m.id)),
             Err(StoreError::UnknownStream(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -598,7 +597,7 @@ mod tests {
     /// not fit a timestamp was stored at the saturated time, and the same
     /// body sent again was stored again (a resend could not be recognised).
     #[test]
-    fn a_fragment_past_the_year_2554_is_refused_and_not_stored() {
+    fn a_fragment_past_what_the_store_holds_is_refused_and_not_stored() {
         let mut b = body();
         // The first Cluster's Timecode (8 bytes, as the SDK writes it).
         let first = 1_795_000_000_000u64.to_be_bytes();
@@ -616,6 +615,45 @@ mod tests {
             assert_eq!(acks[0].error_id, Some(4007));
         }
         assert_eq!(store.stream("cam").map(|s| s.fragments).unwrap_or(0), 0);
+    }
+
+    /// Found by the ingest fuzz target: a fragment whose one frame has no
+    /// duration and starts at the Cluster Timecode ends where it starts, so
+    /// the lookup by time range (`end > start`) never found it and its
+    /// resend was stored a second time; the lookup is by start now.
+    #[test]
+    fn a_resent_fragment_of_one_instant_is_recognised() {
+        let track = Track::new(TrackId::new(1).unwrap(), "video", VideoTrack::h264(avcc()).unwrap());
+        let mut w = MkvWriter::new(&[track], MkvWriterOptions::default()).unwrap();
+        let mut b = Vec::new();
+        w.write_header(&mut b);
+        for start in [1_795_000_000_000, 1_795_000_001_000] {
+            let t = Timestamp::from_millis(start);
+            w.start_cluster(t, &mut b).unwrap();
+            let frame = Frame {
+                track: TrackId::new(1).unwrap(),
+                pts: t,
+                dts: t,
+                duration: Duration::ZERO,
+                keyframe: true,
+                data: Bytes::from_static(&[0, 0, 0, 2, 0x65, 0]),
+            };
+            w.write_frame(&frame, &mut b).unwrap();
+            w.end_cluster(&[], &mut b);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(config(dir.path()), test_clock()).unwrap();
+        let send = || {
+            let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute);
+            let mut acks = Vec::new();
+            s.feed(&b, &mut acks);
+            s.finish(&mut acks);
+            numbers(&acks)
+        };
+        let first = send();
+        assert_eq!(first.len(), 2);
+        assert_eq!(send(), first, "the same fragment numbers");
+        assert_eq!(store.stream("cam").unwrap().fragments, 2);
     }
 
     proptest! {

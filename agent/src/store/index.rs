@@ -465,6 +465,26 @@ pub(crate) fn fragment(conn: &Connection, id: FragmentId) -> Result<Option<Fragm
     db("fragment", st.query_row([id.0 as i64], fragment_row).optional())
 }
 
+/// The stream's fragment that starts exactly at `start` (the first stored
+/// when several do), one of a single instant included, which
+/// [`fragments_between`] cannot find by its start.
+pub(crate) fn fragment_starting_at(
+    conn: &Connection,
+    stream_id: i64,
+    start: Timestamp,
+) -> Result<Option<FragmentRow>, StoreError> {
+    let mut st = db(
+        "fragment by start",
+        conn.prepare_cached(&format!(
+            "SELECT {FRAGMENT_COLUMNS} WHERE f.stream_id = ?1 AND f.start_ns = ?2 ORDER BY f.id LIMIT 1"
+        )),
+    )?;
+    db(
+        "fragment by start",
+        st.query_row(params![stream_id, ns(start)], fragment_row).optional(),
+    )
+}
+
 /// The first committed fragment of the stream with id ≥ `from`.
 ///
 /// Walks the rowid (`f.id`) from `from`, skipping other streams' rows: the

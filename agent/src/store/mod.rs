@@ -769,6 +769,14 @@ impl Store {
         rows.into_iter().map(meta_of).collect()
     }
 
+    /// The fragment of `stream` that starts exactly at `start` (the first
+    /// stored when several do), e.g. the one a PutMedia resend repeats.
+    pub fn fragment_starting_at(&self, stream: &str, start: Timestamp) -> Result<Option<FragmentMeta>, StoreError> {
+        let shared = self.shared(stream)?;
+        let row = index::fragment_starting_at(&lock(&self.inner.reader), shared.id, start)?;
+        row.map(meta_of).transpose()
+    }
+
     /// One fragment's description.
     pub fn fragment(&self, id: FragmentId) -> Result<FragmentMeta, StoreError> {
         let row = index::fragment(&lock(&self.inner.reader), id)?.ok_or(StoreError::FragmentNotFound(id))?;
