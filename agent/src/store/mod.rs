@@ -23,6 +23,7 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
+//! # use edge_agent::store::{Store, StoreConfig, SystemClock};
 //! # fn f(tracks: &[fragmenter::Track], events: Vec<fragmenter::FragmentEvent>) -> Result<(), Box<dyn std::error::Error>> {
 //! let store = Store::open(StoreConfig::new("data"), Arc::new(SystemClock))?;
 //! let mut w = store.open_stream("front-door", tracks, true)?;
