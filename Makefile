@@ -1,7 +1,7 @@
 # Two commands: `make run` and `make test`. Both install what is missing first.
 CARGO ?= cargo
 
-.PHONY: run test deps build check lint bench clean
+.PHONY: run test deps build check lint bench clean fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -33,6 +33,21 @@ bench:
 	./target/release/edge-agent -q bench upload
 	./target/release/edge-agent -q bench latency
 	./target/release/edge-agent -q bench ingest
+
+# Coverage-guided fuzzing of the PutMedia ingest (agent/fuzz, README "Fuzzing"):
+# FUZZ_SECONDS per target, seeds written by the targets themselves, findings
+# in agent/fuzz/artifacts/. Needs the nightly toolchain; cargo-fuzz is
+# installed when missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= ingest_putmedia mkv_reader
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cd agent && for t in $(FUZZ_TARGETS); do \
+		EDGE_AGENT_FUZZ_SEEDS=$(CURDIR)/agent/fuzz/corpus/$$t \
+			$(CARGO) +nightly fuzz run --sanitizer none $$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean
