@@ -314,3 +314,80 @@ fn the_agent_creates_its_stream_on_a_gateway_with_the_aws_sdk_and_uploads_where_
         first_two.as_secs_f64()
     );
 }
+
+/// POST a JSON body to the gateway's control plane (unsigned).
+fn post_json(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A stream with no retention at the service gets RECEIVED and never
+/// PERSISTED (reference §1.2): the uploader takes RECEIVED as final, so
+/// its fragments end uploaded instead of being sent again forever.
+#[test]
+fn a_stream_without_retention_is_uploaded_once_on_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gport, sport) = (free_tcp_port(), free_tcp_port());
+    let gconfig = write(
+        &dir.path().join("gateway.toml"),
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{gport}\"\n\
+             [ingest]\nenabled = true\nauth = \"none\"\n",
+            dir.path().join("gstore")
+        ),
+    );
+    let sconfig = write(
+        &dir.path().join("sender.toml"),
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
+             [[streams]]\nname = \"cam\"\nwidth = 320\nheight = 240\nbitrate_kbps = 300\nfragment_seconds = 1\n\
+             [streams.upload]\nkvs_stream = \"cam-live\"\nendpoint = \"http://127.0.0.1:{gport}\"\nauth = \"none\"\n\
+             rotate_seconds = 10\n",
+            dir.path().join("sstore")
+        ),
+    );
+    let gateway = start_agent(&gconfig, gport);
+    // CreateStream without DataRetentionInHours: 0, the service's default.
+    let answer = post_json(gport, "/createStream", r#"{"StreamName":"cam-live"}"#);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let sender = start_agent(&sconfig, sport);
+    // Past a rotation: what was RECEIVED on the first connection is not
+    // sent again on the second.
+    wait_for(
+        "a rotated connection and 12 fragments uploaded",
+        Duration::from_secs(60),
+        || {
+            api_stream(sport, "cam").is_some_and(|s| {
+                s["uploader"]["connections"].as_u64().unwrap_or(0) >= 2
+                    && s["upload"]["persisted"].as_u64().unwrap_or(0) >= 12
+            })
+        },
+    );
+    let s = api_stream(sport, "cam").unwrap();
+    assert_eq!(s["uploader"]["acks"]["persisted"], 0, "{s}");
+    assert!(s["upload"]["received"].as_u64().unwrap() <= 1, "{s}");
+    kill(&sender, "-TERM");
+    let mut sender = sender;
+    assert!(sender.child.wait().unwrap().success());
+    let uploaded = s["upload"]["persisted"].as_u64().unwrap();
+    let g = api_stream(gport, "cam-live").unwrap();
+    let i = &g["ingest"];
+    // Each fragment RECEIVED once at the gateway: none sent twice.
+    let received = i["acks"]["received"].as_u64().unwrap();
+    assert!(
+        (uploaded..=uploaded + 2).contains(&received),
+        "{received} RECEIVED at the gateway for {uploaded} fragments uploaded: {g}"
+    );
+    assert_eq!(i["acks"]["persisted"], 0, "{g}");
+    drop(gateway);
+}

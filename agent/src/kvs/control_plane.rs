@@ -134,6 +134,9 @@ pub struct ControlPlane {
     spec: ControlPlaneSpec,
     /// The stream was seen ACTIVE: no DescribeStream before each endpoint.
     ready: AtomicBool,
+    /// DescribeStream said DataRetentionInHours 0: the service sends no
+    /// PERSISTED, so RECEIVED is the last word on a fragment.
+    no_retention: AtomicBool,
     endpoint: Mutex<Option<(String, Instant)>>,
     describe: AtomicU64,
     create: AtomicU64,
@@ -177,6 +180,7 @@ impl ControlPlane {
             client: aws_sdk_kinesisvideo::Client::from_conf(config.build()),
             spec,
             ready: AtomicBool::new(false),
+            no_retention: AtomicBool::new(false),
             endpoint: Mutex::new(None),
             describe: AtomicU64::new(0),
             create: AtomicU64::new(0),
@@ -258,6 +262,8 @@ impl ControlPlane {
             let status = info.as_ref().and_then(|i| i.status().cloned());
             match (&info, status) {
                 (Some(i), Some(Status::Active)) => {
+                    self.no_retention
+                        .store(i.data_retention_in_hours().unwrap_or(0) == 0, Ordering::SeqCst);
                     self.ready.store(true, Ordering::SeqCst);
                     return Ok(StreamReady {
                         arn: i.stream_arn().unwrap_or_default().to_owned(),
@@ -316,6 +322,12 @@ impl ControlPlane {
             *e = Some((url.clone(), Instant::now()));
         }
         Ok(url)
+    }
+
+    /// The stream keeps nothing at the service (retention 0): no PERSISTED
+    /// will come, RECEIVED is final.
+    pub fn received_is_final(&self) -> bool {
+        self.no_retention.load(Ordering::SeqCst)
     }
 
     /// Forget the cached endpoint (a PutMedia connection to it failed);

@@ -622,7 +622,15 @@ async fn connection(
                 .and_then(|t| in_flight.lock().ok().and_then(|m| m.get(&t).copied()));
             match (&ack.kind, id) {
                 (AckKind::Received, Some(id)) => {
-                    let _ = store.set_upload_state(id, UploadState::Received);
+                    // Retention 0 at the service: no PERSISTED will come,
+                    // and a fragment left Received would be sent again
+                    // on every connection.
+                    let state = if upstream.received_is_final() {
+                        UploadState::Persisted
+                    } else {
+                        UploadState::Received
+                    };
+                    let _ = store.set_upload_state(id, state);
                 }
                 (AckKind::Persisted, Some(id)) => {
                     let _ = store.set_upload_state(id, UploadState::Persisted);

@@ -143,6 +143,15 @@ impl Upstream {
         }
     }
 
+    /// Whether RECEIVED is a fragment's last ACK: a stream described with
+    /// DataRetentionInHours 0 gets no PERSISTED (reference §1.2).
+    pub fn received_is_final(&self) -> bool {
+        match &self.endpoints {
+            Endpoints::ControlPlane(c) => c.received_is_final(),
+            Endpoints::Fixed(_) => false,
+        }
+    }
+
     /// The control plane's calls so far (none with a fixed data endpoint).
     pub fn calls(&self) -> control_plane::Calls {
         match &self.endpoints {
