@@ -17,6 +17,16 @@
 //! A failed write truncates the segment back to the fragment's start, so
 //! the file never holds bytes past its last committed record for long (and
 //! recovery cuts any that a crash leaves).
+//!
+//! Group commit ([`StreamWriter::end_unsynced`], [`StreamWriter::sync`]):
+//! a writer fed faster than the disk syncs (a gateway draining a backlog)
+//! finishes records without the fdatasync, carries on with the next
+//! fragment in the same segment, and makes them all durable with one
+//! fdatasync and their rows with one commit each. Until then nothing is
+//! indexed, and the live tail holds back what follows the first unsynced
+//! fragment, so readers still see Start, Frames, End in order. A crash
+//! before the sync leaves complete records after the last indexed one:
+//! recovery re-indexes those that reached the disk.
 
 use std::io;
 use std::path::PathBuf;
@@ -65,6 +75,30 @@ pub struct StreamWriter {
     pending_len: usize,
     largest_record: u64,
     closed: bool,
+    /// Finished records waiting for [`StreamWriter::sync`], oldest first.
+    unsynced: Vec<Unsynced>,
+    /// Live events held back while records are unsynced (see the module
+    /// docs); `None` when events go straight to the live tail.
+    held: Option<Vec<Held>>,
+    /// Made durable by a segment roll or an `End` behind unsynced records:
+    /// handed out by the next [`StreamWriter::sync`].
+    settled: Vec<FragmentMeta>,
+}
+
+/// A finished record not yet durable nor indexed.
+#[derive(Debug)]
+struct Unsynced {
+    open: OpenFragment,
+    trailer: Trailer,
+    metadata: Vec<u8>,
+    summary_metadata: Vec<fragmenter::fragment::Metadata>,
+}
+
+/// A live event held back, or the place of an unsynced fragment's End.
+#[derive(Debug)]
+enum Held {
+    Event(LiveEvent),
+    End(u64),
 }
 
 impl std::fmt::Debug for StreamWriter {
@@ -84,6 +118,8 @@ struct ActiveSegment {
     row: Option<i64>,
     /// End of the last committed record.
     committed_len: u64,
+    /// End of the last finished record, committed or waiting for a sync.
+    finished_len: u64,
     /// Bytes handed to the file (the buffer holds more).
     written_len: u64,
     start: Timestamp,
@@ -123,6 +159,9 @@ impl StreamWriter {
             pending_len: 0,
             largest_record: 0,
             closed: false,
+            unsynced: Vec::new(),
+            held: None,
+            settled: Vec::new(),
         }
     }
 
@@ -202,7 +241,7 @@ impl StreamWriter {
                 return Err(self.fail(StoreError::io("cannot create a segment file", e)));
             }
         }
-        let offset = self.seg.as_ref().map_or(0, |s| s.committed_len);
+        let offset = self.seg.as_ref().map_or(0, |s| s.finished_len);
         self.open = Some(OpenFragment {
             id,
             seq,
@@ -220,7 +259,7 @@ impl StreamWriter {
         if let Err(e) = self.append(Bytes::copy_from_slice(&segment::encode_header(0))) {
             self.on_write_error(e)?;
         }
-        self.stream.live.publish(LiveEvent::Start(Arc::new(FragmentHead {
+        self.publish(LiveEvent::Start(Arc::new(FragmentHead {
             id: FragmentId(id),
             stream: self.stream.name.clone(),
             seq,
@@ -321,9 +360,9 @@ impl StreamWriter {
         let Some(seg) = &self.seg else { return false };
         let cfg = &self.store.inner.cfg;
         let requested = std::mem::take(&mut lock(&self.stream.rt).roll_requested);
-        seg.committed_len > 0
+        seg.finished_len > 0
             && (requested
-                || seg.committed_len >= cfg.segment_max_bytes
+                || seg.finished_len >= cfg.segment_max_bytes
                 || start.saturating_since(seg.start) >= cfg.segment_max_duration)
     }
 
@@ -340,6 +379,7 @@ impl StreamWriter {
                     path,
                     row: None,
                     committed_len: 0,
+                    finished_len: 0,
                     written_len: 0,
                     start,
                     dir_synced: false,
@@ -356,6 +396,7 @@ impl StreamWriter {
     /// Stop appending to the current segment. A segment that never got a
     /// committed fragment is removed.
     fn close_segment(&mut self) {
+        self.settle();
         self.discard_pending();
         if let Some(seg) = self.seg.take() {
             let inner = &self.store.inner;
@@ -406,7 +447,7 @@ impl StreamWriter {
         if let Err(e) = self.append(f.data.clone()) {
             self.on_write_error(e)?;
         }
-        self.stream.live.publish(LiveEvent::Frame(f.clone()));
+        self.publish(LiveEvent::Frame(f.clone()));
         Ok(())
     }
 
@@ -438,6 +479,187 @@ impl StreamWriter {
     // ---- End ----
 
     fn end(&mut self, summary: &FragmentSummary) -> Result<Option<FragmentMeta>, StoreError> {
+        if !self.unsynced.is_empty() {
+            // Behind records waiting for a sync: one sync for all.
+            let Some(id) = self.end_unsynced(summary)? else {
+                return Ok(None);
+            };
+            let mut metas = self.sync()?;
+            let pos = metas.iter().position(|m| m.id == id);
+            let meta = pos.map(|i| metas.remove(i));
+            // The others are the caller's at its next sync.
+            self.settled = metas;
+            return Ok(meta);
+        }
+        let Some(metadata) = self.check_end(summary)? else {
+            return Ok(None);
+        };
+        let trailer = loop {
+            match self.finish_record(&metadata, true) {
+                Ok(t) => break t,
+                Err(e) => self.on_write_error(e)?,
+            }
+        };
+        let open = self.open.take().expect("a fragment is open");
+        let id = open.id;
+        let finished = Unsynced {
+            open,
+            trailer,
+            metadata,
+            summary_metadata: summary.metadata.clone(),
+        };
+        match self.commit_row(finished) {
+            Ok(meta) => {
+                self.publish(LiveEvent::End(Arc::new(meta.clone())));
+                if let Err(e) = retention::after_append(&self.store) {
+                    warn!(stream = %self.stream.name, error = %e, "retention after a fragment failed");
+                }
+                Ok(Some(meta))
+            }
+            Err(e) => {
+                // Durable but not indexed: cut, so the file and the index agree.
+                self.cut_uncommitted();
+                self.publish(LiveEvent::Abort(FragmentId(id)));
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// Finish the open fragment's record without making it durable: it
+    /// waits, unindexed, for [`StreamWriter::sync`], and the next fragment
+    /// follows it in the segment. Returns its id (`None`: the fragment was
+    /// being dropped).
+    pub fn end_unsynced(&mut self, summary: &FragmentSummary) -> Result<Option<FragmentId>, StoreError> {
+        let Some(metadata) = self.check_end(summary)? else {
+            return Ok(None);
+        };
+        let trailer = loop {
+            match self.finish_record(&metadata, false) {
+                Ok(t) => break t,
+                Err(e) => self.on_write_error(e)?,
+            }
+        };
+        let open = self.open.take().expect("a fragment is open");
+        let record_len = trailer.record_len();
+        let seg = self.seg.as_mut().expect("a fragment is open");
+        seg.finished_len = open.offset + record_len;
+        self.largest_record = self.largest_record.max(record_len);
+        let id = open.id;
+        self.unsynced.push(Unsynced {
+            open,
+            trailer,
+            metadata,
+            summary_metadata: summary.metadata.clone(),
+        });
+        self.held.get_or_insert_with(Vec::new).push(Held::End(id));
+        Ok(Some(FragmentId(id)))
+    }
+
+    /// Records finished by [`StreamWriter::end_unsynced`] and not synced.
+    pub fn unsynced(&self) -> usize {
+        self.unsynced.len()
+    }
+
+    /// Make every unsynced record durable (one fdatasync) and index it;
+    /// returns their metadata, oldest first, with any that a segment roll
+    /// or an `End` made durable since the last call. On an error the
+    /// unsynced records are dropped (the error says why).
+    pub fn sync(&mut self) -> Result<Vec<FragmentMeta>, StoreError> {
+        self.sync_unsynced()?;
+        Ok(std::mem::take(&mut self.settled))
+    }
+
+    fn sync_unsynced(&mut self) -> Result<(), StoreError> {
+        if self.unsynced.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.sync_segment() {
+            // fsyncgate: after a failed fdatasync the file's state is
+            // unknown; what it held is dropped and a new segment begins.
+            let err = StoreError::io(format!("cannot sync a segment of stream {:?}", self.stream.name), e);
+            self.drop_unsynced();
+            self.abort();
+            self.close_segment();
+            return Err(self.fail(err));
+        }
+        let mut failed = None;
+        let mut committed = Vec::new();
+        for u in std::mem::take(&mut self.unsynced) {
+            if failed.is_some() {
+                continue;
+            }
+            match self.commit_row(u) {
+                Ok(meta) => committed.push(meta),
+                Err(e) => failed = Some(e),
+            }
+        }
+        // What readers were not shown yet, in order; an End that did not
+        // commit is an Abort.
+        for h in self.held.take().unwrap_or_default() {
+            match h {
+                Held::Event(e) => self.stream.live.publish(e),
+                Held::End(id) => match committed.iter().find(|m| m.id.0 == id) {
+                    Some(m) => self.stream.live.publish(LiveEvent::End(Arc::new(m.clone()))),
+                    None => self.stream.live.publish(LiveEvent::Abort(FragmentId(id))),
+                },
+            }
+        }
+        let any = !committed.is_empty();
+        self.settled.extend(committed);
+        if let Some(e) = failed {
+            // Durable but not indexed: cut them (and the open fragment
+            // after them), so the file and the index agree.
+            self.abort();
+            self.cut_uncommitted();
+            return Err(self.fail(e));
+        }
+        if any {
+            if let Err(e) = retention::after_append(&self.store) {
+                warn!(stream = %self.stream.name, error = %e, "retention after a fragment failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Unsynced records before the segment changes: synced; on failure
+    /// (said by the log) dropped.
+    fn settle(&mut self) {
+        if let Err(e) = self.sync_unsynced() {
+            warn!(stream = %self.stream.name, error = %e, "unsynced fragments dropped");
+        }
+    }
+
+    /// Forget the unsynced records (a write failed: they are not to be
+    /// trusted) and what was held back; readers saw the first one begin.
+    fn drop_unsynced(&mut self) {
+        let first = self.unsynced.first().map(|u| u.open.id);
+        let n = self.unsynced.len() as u64;
+        self.unsynced.clear();
+        self.held = None;
+        if let Some(seg) = self.seg.as_mut() {
+            seg.finished_len = seg.committed_len;
+        }
+        if let Some(id) = first {
+            self.store
+                .inner
+                .counters
+                .fragments_aborted
+                .fetch_add(n, Ordering::Relaxed);
+            self.stream.live.publish(LiveEvent::Abort(FragmentId(id)));
+        }
+    }
+
+    /// Cut the segment back to its last indexed record.
+    fn cut_uncommitted(&mut self) {
+        if let Some(seg) = self.seg.as_mut() {
+            seg.finished_len = seg.committed_len;
+        }
+        self.truncate_to_finished();
+    }
+
+    /// The checks of an `End`; the record's meta block, or `None` when the
+    /// fragment is being dropped.
+    fn check_end(&mut self, summary: &FragmentSummary) -> Result<Option<Vec<u8>>, StoreError> {
         if self.dropping {
             self.dropping = false;
             return Ok(None);
@@ -456,19 +678,12 @@ impl StreamWriter {
             warn!(stream = %self.stream.name, seq = summary.seq, summary_frames = summary.frames,
                 stored_frames = open.frames, "fragment summary disagrees with the frames received; storing what was received");
         }
-        let metadata = tracks::encode_metadata(&summary.metadata);
-        let trailer = loop {
-            match self.finish_record(&metadata) {
-                Ok(t) => break t,
-                Err(e) => self.on_write_error(e)?,
-            }
-        };
-        self.commit(trailer, summary, &metadata).map(Some)
+        Ok(Some(tracks::encode_metadata(&summary.metadata)))
     }
 
     /// Append the frame index, meta block and trailer, patch the header,
-    /// make the record durable.
-    fn finish_record(&mut self, metadata: &[u8]) -> io::Result<Trailer> {
+    /// and, with `sync`, make the record durable.
+    fn finish_record(&mut self, metadata: &[u8], sync: bool) -> io::Result<Trailer> {
         let open = self.open.as_ref().expect("a fragment is open");
         let index = open.index.as_bytes();
         let meta = segment::encode_meta(&RecordMeta {
@@ -495,10 +710,19 @@ impl StreamWriter {
         tail.extend_from_slice(&trailer.encode());
         self.append(Bytes::from(tail))?;
         self.flush_pending()?;
-        let inner = &self.store.inner;
         let seg = self.seg.as_mut().expect("a fragment is open");
         seg.file
             .write_at(offset, &segment::encode_header(trailer.record_len()))?;
+        if sync {
+            self.sync_segment()?;
+        }
+        Ok(trailer)
+    }
+
+    /// fdatasync the segment (and fsync its directory when it is new).
+    fn sync_segment(&mut self) -> io::Result<()> {
+        let inner = &self.store.inner;
+        let seg = self.seg.as_mut().expect("a segment is open");
         let t0 = Instant::now();
         seg.file.sync_data()?;
         inner.counters.fsync(t0.elapsed());
@@ -508,17 +732,18 @@ impl StreamWriter {
                 .sync_dir(seg.path.parent().expect("segments live in a directory"))?;
             seg.dir_synced = true;
         }
-        Ok(trailer)
+        Ok(())
     }
 
-    fn commit(
-        &mut self,
-        trailer: Trailer,
-        summary: &FragmentSummary,
-        metadata: &[u8],
-    ) -> Result<FragmentMeta, StoreError> {
-        let open = self.open.as_ref().expect("a fragment is open");
-        let seg = self.seg.as_ref().expect("a fragment is open");
+    /// Index a durable record.
+    fn commit_row(&mut self, f: Unsynced) -> Result<FragmentMeta, StoreError> {
+        let Unsynced {
+            open,
+            trailer,
+            metadata,
+            summary_metadata,
+        } = f;
+        let seg = self.seg.as_ref().expect("a record is in a segment");
         let inner = &self.store.inner;
         let written = inner.clock.now();
         let record_len = trailer.record_len();
@@ -537,7 +762,7 @@ impl StreamWriter {
             frames: open.frames,
             track_frames: open.track_frames,
             frame_index: open.index.as_bytes(),
-            metadata,
+            metadata: &metadata,
             written,
         };
         let seg_ref = match seg.row {
@@ -554,25 +779,18 @@ impl StreamWriter {
             let _ = retention::free_oldest(&self.store, DeleteReason::DiskFull, 1);
             result = index::commit_fragment(&mut lock(&inner.db), seg_ref, &new);
         }
-        let seg_id = match result {
-            Ok(id) => id,
-            Err(e) => {
-                let e = self.fail(e);
-                return Err(e);
-            }
-        };
-        let open = self.open.take().expect("a fragment is open");
-        let seg = self.seg.as_mut().expect("a fragment is open");
+        let seg_id = result?;
+        let seg = self.seg.as_mut().expect("a record is in a segment");
         seg.row = Some(seg_id);
         seg.committed_len = open.offset + record_len;
-        seg.written_len = seg.committed_len;
+        seg.finished_len = seg.finished_len.max(seg.committed_len);
         self.largest_record = self.largest_record.max(record_len);
         let c = &inner.counters;
         c.bytes_written.fetch_add(open.bytes, Ordering::Relaxed);
         c.fragments_written.fetch_add(1, Ordering::Relaxed);
         c.frames_written.fetch_add(u64::from(open.frames), Ordering::Relaxed);
         c.disk_bytes.fetch_add(record_len, Ordering::Relaxed);
-        let meta = FragmentMeta {
+        Ok(FragmentMeta {
             id: FragmentId(open.id),
             stream: self.stream.name.clone(),
             seq: open.seq,
@@ -582,16 +800,19 @@ impl StreamWriter {
             frames: open.frames,
             bytes: open.bytes,
             track_frames: open.track_frames,
-            metadata: summary.metadata.clone(),
+            metadata: summary_metadata,
             written,
             upload: UploadState::Pending,
             kvs_fragment_number: None,
-        };
-        self.stream.live.publish(LiveEvent::End(Arc::new(meta.clone())));
-        if let Err(e) = retention::after_append(&self.store) {
-            warn!(stream = %self.stream.name, error = %e, "retention after a fragment failed");
+        })
+    }
+
+    /// Publish on the live tail, or hold back behind unsynced records.
+    fn publish(&mut self, e: LiveEvent) {
+        match self.held.as_mut() {
+            Some(held) => held.push(Held::Event(e)),
+            None => self.stream.live.publish(e),
         }
-        Ok(meta)
     }
 
     // ---- failures ----
@@ -601,6 +822,14 @@ impl StreamWriter {
     /// Otherwise the fragment is dropped and the error returned.
     fn on_write_error(&mut self, e: io::Error) -> Result<(), StoreError> {
         let inner = self.store.inner.clone();
+        if !self.unsynced.is_empty() {
+            if is_enospc(&e) {
+                // Complete records: durable before room is made.
+                self.sync_unsynced()?;
+            } else {
+                self.drop_unsynced();
+            }
+        }
         if !is_enospc(&e) {
             // After a failed write or fdatasync the file's state is unknown:
             // drop the fragment and start a fresh segment (fsyncgate).
@@ -634,7 +863,7 @@ impl StreamWriter {
                 warn!(stream = %self.stream.name, attempt, error = %detail, "disk full while writing; deleting oldest media");
                 // Give up the current segment so it can be deleted too, and
                 // rewrite the fragment into a new one.
-                self.truncate_to_committed();
+                self.truncate_to_finished();
                 self.close_segment();
                 let need = inner.cfg.min_free_mb * MB + self.headroom();
                 let deleted = retention::free_oldest(&self.store, DeleteReason::DiskFull, need).unwrap_or_else(|e| {
@@ -733,11 +962,12 @@ impl StreamWriter {
         Ok(())
     }
 
-    fn truncate_to_committed(&mut self) {
+    /// Cut the segment after its last finished record.
+    fn truncate_to_finished(&mut self) {
         self.discard_pending();
         if let Some(seg) = self.seg.as_mut() {
-            match seg.file.set_len(seg.committed_len) {
-                Ok(()) => seg.written_len = seg.committed_len,
+            match seg.file.set_len(seg.finished_len) {
+                Ok(()) => seg.written_len = seg.finished_len,
                 Err(e) => {
                     warn!(path = %seg.path.display(), error = %e, "cannot truncate a failed write; starting a new segment");
                     self.close_segment();
@@ -749,13 +979,13 @@ impl StreamWriter {
     /// Drop the open fragment: cut it from the segment, tell live readers.
     fn abort(&mut self) {
         if let Some(open) = self.open.take() {
-            self.truncate_to_committed();
+            self.truncate_to_finished();
             self.store
                 .inner
                 .counters
                 .fragments_aborted
                 .fetch_add(1, Ordering::Relaxed);
-            self.stream.live.publish(LiveEvent::Abort(FragmentId(open.id)));
+            self.publish(LiveEvent::Abort(FragmentId(open.id)));
         }
     }
 

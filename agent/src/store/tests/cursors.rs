@@ -233,3 +233,127 @@ fn async_next_wakes_on_live_frames() {
     assert!(done.load(Ordering::SeqCst));
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), expected(&written));
 }
+
+/// Group commit: records finished with `end_unsynced` are neither indexed
+/// nor ended on the live tail until `sync`, which makes them all durable
+/// with one fdatasync; a live reader still sees every fragment whole and in
+/// order, across segment rolls that sync on their own.
+#[test]
+fn group_commit_syncs_once_for_many_fragments_and_readers_see_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        segment_max_bytes: 40 * 1024, // a roll every few fragments
+        ..config(dir.path())
+    };
+    let store = Store::open(cfg, test_clock()).unwrap();
+    let mut w = store.open_stream("cam", &tracks(2), false).unwrap();
+    let mut c = store.cursor("cam", CursorFrom::Live).unwrap();
+
+    // Three fragments, no sync: nothing indexed, no End for readers.
+    let fsyncs = store.stats().fsync.count;
+    let mut written = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let f = frames(at(i), small(i));
+        let ev = events(i, &f);
+        for e in &ev[..ev.len() - 1] {
+            assert_eq!(w.write(e).unwrap(), None);
+        }
+        let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
+            unreachable!()
+        };
+        ids.push(w.end_unsynced(summary).unwrap().expect("stored"));
+        written.push(f);
+    }
+    assert_eq!(w.unsynced(), 3);
+    assert!(store.fragments("cam", Timestamp::EPOCH, at(1000)).unwrap().is_empty());
+    let mut seen = Vec::new();
+    while let Some(item) = c.try_next().unwrap() {
+        seen.push(describe(&item));
+    }
+    assert!(
+        seen.iter().all(|s| !s.starts_with("end")) && seen.iter().filter(|s| s.starts_with("start")).count() == 1,
+        "readers saw past the first unsynced fragment: {seen:?}"
+    );
+
+    let metas = w.sync().unwrap();
+    assert_eq!(metas.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
+    assert_eq!(
+        store.stats().fsync.count - fsyncs,
+        1,
+        "one fdatasync for three fragments"
+    );
+    let mut all: Written = metas.into_iter().zip(written).collect();
+
+    // Twelve more, synced in fours: the segment rolls in between, and what
+    // a roll made durable comes out of the next sync.
+    for group in 0..3 {
+        let mut batch = Vec::new();
+        for k in 0..4 {
+            let i = 3 + group * 4 + k;
+            let f = frames(at(i), small(i));
+            let ev = events(i, &f);
+            for e in &ev[..ev.len() - 1] {
+                w.write(e).unwrap();
+            }
+            let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
+                unreachable!()
+            };
+            w.end_unsynced(summary).unwrap().expect("stored");
+            batch.push(f);
+        }
+        let metas = w.sync().unwrap();
+        assert_eq!(metas.len(), 4, "group {group}");
+        all.extend(metas.into_iter().zip(batch));
+    }
+    let segments = std::fs::read_dir(dir.path().join("segments/cam")).unwrap().count();
+    assert!(segments >= 3, "{segments} segment(s): no roll to test");
+
+    while let Some(item) = c.try_next().unwrap() {
+        seen.push(describe(&item));
+    }
+    assert_eq!(seen, expected(&all));
+    let held = store.fragments("cam", Timestamp::EPOCH, at(1000)).unwrap();
+    assert_eq!(held.len(), 15);
+    for (m, f) in &all {
+        assert_eq!(&store.read_fragment(m.id).unwrap().frames, f);
+    }
+    let v = store.verify().unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.uncovered_bytes, 0);
+}
+
+/// Closing a writer with records unsynced makes them durable first.
+#[test]
+fn a_writer_closed_with_unsynced_records_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path()), test_clock()).unwrap();
+    let mut w = store.open_stream("cam", &tracks(2), false).unwrap();
+    let mut written = Vec::new();
+    for i in 0..2 {
+        let f = frames(at(i), small(i));
+        let ev = events(i, &f);
+        for e in &ev[..ev.len() - 1] {
+            w.write(e).unwrap();
+        }
+        let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
+            unreachable!()
+        };
+        w.end_unsynced(summary).unwrap();
+        written.push(f);
+    }
+    // An open fragment after them is dropped, they are not.
+    let f = frames(at(2), small(2));
+    for e in &events(2, &f)[..3] {
+        w.write(e).unwrap();
+    }
+    w.close().unwrap();
+    let held = store.fragments("cam", Timestamp::EPOCH, at(1000)).unwrap();
+    assert_eq!(held.len(), 2);
+    for (m, f) in held.iter().zip(&written) {
+        assert_eq!(&store.read_fragment(m.id).unwrap().frames, f);
+    }
+    let v = store.verify().unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.uncovered_bytes, 0);
+}
