@@ -33,6 +33,13 @@ const IDLE_EVERY: Duration = Duration::from_secs(3);
 /// service's 30 s).
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// Group commit's bounds: a sync at least every this many fragments, ...
+const GROUP_COMMIT_FRAGMENTS: usize = 16;
+/// ... this many payload bytes (what the live tail holds back meanwhile),
+const GROUP_COMMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// ... and this long after the oldest waiting fragment arrived.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_millis(500);
+
 /// The gateway's PutMedia endpoint and control plane.
 pub struct Ingest {
     /// Streams with a PutMedia connection now: one each (reference §2.4.3).
@@ -251,7 +258,7 @@ impl Ingest {
         let stream = name.clone();
         let counted = self.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let mut session = IngestSession::new(store, stream.clone(), timecodes);
+            let mut session = IngestSession::new(store, stream.clone(), timecodes).with_group_commit();
             if retention_hours == 0 {
                 session = session.without_persisted_acks();
             }
@@ -262,8 +269,25 @@ impl Ingest {
                     let _ = session_acks.send(Bytes::from(a.to_line()));
                 }
             };
+            // Since the oldest fragment waiting for a sync was received.
+            let mut waiting_since: Option<std::time::Instant> = None;
             while let Some(chunk) = data_rx.blocking_recv() {
                 session.feed(&chunk, &mut acks);
+                // Group commit: fragments that arrive while more of the body
+                // is already here wait, within bounds, and are made durable
+                // together; a live stream (nothing queued) syncs each.
+                let (fragments, bytes) = session.waiting();
+                if fragments > 0 {
+                    let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                    if data_rx.is_empty()
+                        || fragments >= GROUP_COMMIT_FRAGMENTS
+                        || bytes >= GROUP_COMMIT_BYTES
+                        || since.elapsed() >= GROUP_COMMIT_WAIT
+                    {
+                        session.sync(&mut acks);
+                        waiting_since = None;
+                    }
+                }
                 send(&mut acks);
                 if session.failed() {
                     break;
