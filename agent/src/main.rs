@@ -17,6 +17,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_level())),
         )
         .with_writer(std::io::stderr)
+        // journald and log files get plain text, a terminal colours.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => run::run(args.config.as_ref()),
