@@ -252,13 +252,27 @@ impl Drop for RunningAgent {
 /// Start `edge-agent run -c config` and wait (up to 20 s) until it answers
 /// `/healthz` on `port`.
 pub fn start_agent(config: &Path, port: u16) -> RunningAgent {
+    start_agent_with_log(config, port, None)
+}
+
+/// [`start_agent`] with its log (`RUST_LOG=info`) appended to `log`, for a
+/// test that shows what the agent did when it fails.
+pub fn start_agent_logging(config: &Path, port: u16, log: &Path) -> RunningAgent {
+    start_agent_with_log(config, port, Some(log))
+}
+
+fn start_agent_with_log(config: &Path, port: u16, log: Option<&Path>) -> RunningAgent {
     use std::process::Stdio;
+    let stderr = match log {
+        Some(p) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()),
+        None => Stdio::null(),
+    };
     let child = Command::new(edge_agent())
         .args(["run", "-c"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", if log.is_some() { "info" } else { "warn" })
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let agent = RunningAgent { child };
@@ -385,4 +399,79 @@ pub fn export_mkv_blocks(config: &Path, stream: &str, out: &Path) -> Vec<fragmen
         String::from_utf8_lossy(&o.stderr)
     );
     mkv_blocks(&std::fs::read(out).unwrap())
+}
+
+/// Write `text` (a config file) to `path`; the path.
+pub fn write_config(path: &Path, text: String) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_owned()
+}
+
+/// Send `sig`, as kill(1) takes it (`-TERM`, `-KILL`, `-STOP`, `-CONT`), to
+/// the agent.
+pub fn signal(agent: &RunningAgent, sig: &str) {
+    let _ = Command::new("kill").args([sig, &agent.child.id().to_string()]).status();
+}
+
+/// SIGTERM, and a clean exit.
+pub fn stop_agent(mut agent: RunningAgent) {
+    signal(&agent, "-TERM");
+    assert!(
+        agent.child.wait().unwrap().success(),
+        "the agent did not stop cleanly on SIGTERM"
+    );
+}
+
+/// The key the test senders sign PutMedia with.
+pub const SENDER_ACCESS_KEY_ID: &str = "AKIDSENDER";
+/// Its secret.
+pub const SENDER_SECRET_ACCESS_KEY: &str = "sender/secret";
+
+/// How a test gateway checks PutMedia and the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayAuth {
+    /// `auth = "none"`.
+    None,
+    /// SigV4 with the senders' key ([`SENDER_ACCESS_KEY_ID`]).
+    SigV4,
+}
+
+/// `dir/gateway.toml`: a gateway (`[ingest] enabled`) storing into
+/// `dir/gstore`, HTTP on 127.0.0.1:`port`.
+pub fn gateway_config(dir: &Path, port: u16, auth: GatewayAuth) -> PathBuf {
+    let auth = match auth {
+        GatewayAuth::None => "auth = \"none\"\n".to_owned(),
+        GatewayAuth::SigV4 => format!(
+            "auth = \"sigv4\"\n[[ingest.credentials]]\naccess_key_id = \"{SENDER_ACCESS_KEY_ID}\"\n\
+             secret_access_key = \"{SENDER_SECRET_ACCESS_KEY}\"\n"
+        ),
+    };
+    write_config(
+        &dir.join("gateway.toml"),
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [ingest]\nenabled = true\n{auth}",
+            dir.join("gstore")
+        ),
+    )
+}
+
+/// POST a JSON body (unsigned) to 127.0.0.1:`port`; the status and the
+/// parsed answer (`Null` when it is not JSON).
+pub fn post_json(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }

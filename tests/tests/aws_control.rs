@@ -219,29 +219,13 @@ fn a_control_plane_that_does_not_answer_fails_within_seconds_naming_the_call() {
     assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
 }
 
-fn write(path: &Path, text: String) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_owned()
-}
-
-fn kill(agent: &RunningAgent, sig: &str) {
-    let _ = Command::new("kill").args([sig, &agent.child.id().to_string()]).status();
-}
-
 #[test]
 fn the_agent_creates_its_stream_on_a_gateway_with_the_aws_sdk_and_uploads_where_get_data_endpoint_says() {
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
     let gstore = dir.path().join("gstore");
-    let gconfig = write(
-        &dir.path().join("gateway.toml"),
-        format!(
-            "[store]\npath = {gstore:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{gport}\"\n\
-             [ingest]\nenabled = true\nauth = \"sigv4\"\n\
-             [[ingest.credentials]]\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
-        ),
-    );
-    let sconfig = write(
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::SigV4);
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -289,7 +273,7 @@ fn the_agent_creates_its_stream_on_a_gateway_with_the_aws_sdk_and_uploads_where_
     // The gateway dies and comes back: the failed connections make the
     // uploader ask for the endpoint again, and the stream is not created
     // twice.
-    kill(&gateway, "-KILL");
+    signal(&gateway, "-KILL");
     drop(gateway);
     std::thread::sleep(Duration::from_secs(3));
     let before = persisted();
@@ -302,10 +286,10 @@ fn the_agent_creates_its_stream_on_a_gateway_with_the_aws_sdk_and_uploads_where_
     assert!(asked >= 2, "{up}");
     assert_eq!(up["control_plane_calls"]["create_stream"], 1, "{up}");
     assert_eq!(up["connected"], true, "{up}");
-    kill(&sender, "-TERM");
+    signal(&sender, "-TERM");
     let mut sender = sender;
     assert!(sender.child.wait().unwrap().success());
-    kill(&gateway, "-TERM");
+    signal(&gateway, "-TERM");
     let mut gateway = gateway;
     assert!(gateway.child.wait().unwrap().success());
     println!(
@@ -315,22 +299,6 @@ fn the_agent_creates_its_stream_on_a_gateway_with_the_aws_sdk_and_uploads_where_
     );
 }
 
-/// POST a JSON body to the gateway's control plane (unsigned).
-fn post_json(port: u16, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A stream with no retention at the service gets RECEIVED and never
 /// PERSISTED (reference §1.2): the uploader takes RECEIVED as final, so
 /// its fragments end uploaded instead of being sent again forever.
@@ -338,15 +306,8 @@ fn post_json(port: u16, path: &str, body: &str) -> String {
 fn a_stream_without_retention_is_uploaded_once_on_received() {
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
-    let gconfig = write(
-        &dir.path().join("gateway.toml"),
-        format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{gport}\"\n\
-             [ingest]\nenabled = true\nauth = \"none\"\n",
-            dir.path().join("gstore")
-        ),
-    );
-    let sconfig = write(
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::None);
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -358,8 +319,8 @@ fn a_stream_without_retention_is_uploaded_once_on_received() {
     );
     let gateway = start_agent(&gconfig, gport);
     // CreateStream without DataRetentionInHours: 0, the service's default.
-    let answer = post_json(gport, "/createStream", r#"{"StreamName":"cam-live"}"#);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, answer) = post_json(gport, "/createStream", r#"{"StreamName":"cam-live"}"#);
+    assert_eq!(status, 200, "{answer}");
     let sender = start_agent(&sconfig, sport);
     // Past a rotation: what was RECEIVED on the first connection is not
     // sent again on the second.
@@ -376,7 +337,7 @@ fn a_stream_without_retention_is_uploaded_once_on_received() {
     let s = api_stream(sport, "cam").unwrap();
     assert_eq!(s["uploader"]["acks"]["persisted"], 0, "{s}");
     assert!(s["upload"]["received"].as_u64().unwrap() <= 1, "{s}");
-    kill(&sender, "-TERM");
+    signal(&sender, "-TERM");
     let mut sender = sender;
     assert!(sender.child.wait().unwrap().success());
     let uploaded = s["upload"]["persisted"].as_u64().unwrap();

@@ -14,20 +14,6 @@ use edge_agent_tests::*;
 use fragmenter::mkv::{MkvEvent, MkvReader, MkvWriter, MkvWriterOptions};
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 
-fn gateway_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [ingest]\nenabled = true\nauth = \"none\"\n",
-            dir.join("store")
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// POST `body` to /putMedia in chunks of `chunk` bytes, `pause` apart;
 /// returns the HTTP status line and the ACK lines.
 fn put_media(
@@ -144,7 +130,7 @@ fn a_putmedia_body_is_acknowledged_and_stored_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     let body = captured_body(dir.path());
     let port = free_tcp_port();
-    let config = gateway_config(dir.path(), port);
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
     let mut gateway = start_agent(&config, port);
 
     // 4 KB chunks: elements and frames span chunk boundaries.
@@ -258,7 +244,7 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
         e => panic!("expected the header first, got {e:?}"),
     };
     let port = free_tcp_port();
-    let config = gateway_config(dir.path(), port);
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
     let _gateway = start_agent(&config, port);
 
     // A good stream, sent slowly (about 3 s) the whole time.
@@ -349,24 +335,6 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
 }
 
-/// POST a JSON body; (status, parsed JSON body).
-fn post_json(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
-}
-
 /// What AWS's SDK (kvssink with CONTROL_PLANE_URI) calls before PutMedia:
 /// describe (not found), create, describe (ACTIVE), tag, get the data
 /// endpoint, then PutMedia by ARN; and the stream outlives a restart.
@@ -375,7 +343,7 @@ fn the_control_plane_calls_of_the_sdk_then_putmedia_by_arn() {
     let dir = tempfile::tempdir().unwrap();
     let body = captured_body(dir.path());
     let port = free_tcp_port();
-    let config = gateway_config(dir.path(), port);
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
     let mut gateway = start_agent(&config, port);
 
     let (status, v) = post_json(port, "/describeStream", r#"{"StreamName":"door"}"#);

@@ -4,24 +4,9 @@
 //! pipeline late and commits a fragment late); the closed stretches the
 //! tests check are still several seconds long.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edge_agent_tests::*;
-
-fn write(path: &Path, text: String) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_owned()
-}
-
-fn stop(agent: RunningAgent) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &agent.child.id().to_string()])
-        .status();
-    let mut agent = agent;
-    assert!(agent.child.wait().unwrap().success(), "the agent did not stop cleanly");
-}
 
 fn ms(v: &serde_json::Value) -> f64 {
     v["ms"].as_f64().unwrap_or_else(|| panic!("no ms in {v}")) / 1000.0
@@ -40,7 +25,7 @@ fn a_stream_records_only_inside_its_recording_windows() {
     const OPEN: f64 = 5.0;
     let dir = tempfile::tempdir().unwrap();
     let port = free_tcp_port();
-    let config = write(
+    let config = write_config(
         &dir.path().join("agent.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
@@ -94,7 +79,7 @@ fn a_stream_records_only_inside_its_recording_windows() {
         metrics.contains("edge_agent_capture_window_open{stream=\"cam\"}"),
         "/metrics lacks the window gauge"
     );
-    stop(agent);
+    stop_agent(agent);
     assert!(ranges.len() >= 3, "{} recorded ranges: {ranges:?}", ranges.len());
     for r in &ranges {
         let (start, end) = (ms(&r["start"]), ms(&r["end"]));
@@ -126,15 +111,8 @@ fn uploads_go_out_only_inside_their_windows_and_the_backlog_drains_in_the_next()
     const OPEN: f64 = 6.0;
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
-    let gconfig = write(
-        &dir.path().join("gateway.toml"),
-        format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{gport}\"\n\
-             [ingest]\nenabled = true\nauth = \"none\"\n",
-            dir.path().join("gstore")
-        ),
-    );
-    let sconfig = write(
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::None);
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -199,8 +177,8 @@ fn uploads_go_out_only_inside_their_windows_and_the_backlog_drains_in_the_next()
     }
     assert!(waited, "never saw the uploader waiting for its window");
     let (sent, received) = drained.expect("the backlog never drained inside a window");
-    stop(sender);
-    stop(gateway);
+    stop_agent(sender);
+    stop_agent(gateway);
     println!(
         "upload windows: {} arrivals of fragments at the gateway",
         arrivals.len()

@@ -6,16 +6,9 @@
 //! what the gateway stored is compared with the sender's frames, byte for
 //! byte.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use edge_agent_tests::*;
-
-fn write(path: &Path, text: String) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_owned()
-}
 
 fn persisted(port: u16) -> u64 {
     api_stream(port, "cam")
@@ -23,24 +16,12 @@ fn persisted(port: u16) -> u64 {
         .unwrap_or(0)
 }
 
-fn kill(agent: &RunningAgent, sig: &str) {
-    let _ = Command::new("kill").args([sig, &agent.child.id().to_string()]).status();
-}
-
 #[test]
 fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
-    let gconfig = write(
-        &dir.path().join("gateway.toml"),
-        format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{gport}\"\n\
-             [ingest]\nenabled = true\nauth = \"sigv4\"\n\
-             [[ingest.credentials]]\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
-            dir.path().join("gstore")
-        ),
-    );
-    let sconfig = write(
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::SigV4);
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -58,11 +39,11 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
     });
 
     // Outage: the gateway dies; the sender records on, is killed, restarts.
-    kill(&gateway, "-KILL");
+    signal(&gateway, "-KILL");
     drop(gateway);
     std::thread::sleep(Duration::from_secs(3));
     let before_kill = persisted(sport);
-    kill(&sender, "-KILL");
+    signal(&sender, "-KILL");
     drop(sender);
     let sender = start_agent(&sconfig, sport);
     std::thread::sleep(Duration::from_secs(4));
@@ -117,12 +98,12 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
     ] {
         assert!(metrics.contains(m), "/metrics lacks {m}");
     }
-    kill(&sender, "-TERM");
+    signal(&sender, "-TERM");
     let mut sender = sender;
     assert!(sender.child.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(500));
     let gfragments = api_stream(gport, "cam-up").unwrap()["fragments"].as_u64().unwrap();
-    kill(&gateway, "-TERM");
+    signal(&gateway, "-TERM");
     let mut gateway = gateway;
     assert!(gateway.child.wait().unwrap().success());
 

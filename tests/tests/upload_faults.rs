@@ -13,8 +13,7 @@
 //! the ten minutes and the blackhole alike for a quick local run; the
 //! defaults are the issue's.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edge_agent_tests::fault_proxy::FaultProxy;
@@ -29,33 +28,6 @@ fn soak() -> (Duration, Duration) {
         Some(s) => (Duration::from_secs(s), Duration::from_secs(s / 2)),
         None => (Duration::from_secs(600), Duration::from_secs(300)),
     }
-}
-
-fn write(path: &Path, text: String) -> PathBuf {
-    std::fs::write(path, text).unwrap();
-    path.to_owned()
-}
-
-fn kill(agent: &RunningAgent, sig: &str) {
-    let _ = Command::new("kill").args([sig, &agent.child.id().to_string()]).status();
-}
-
-fn stop(agent: RunningAgent) {
-    kill(&agent, "-TERM");
-    let mut agent = agent;
-    assert!(agent.child.wait().unwrap().success(), "a clean exit on SIGTERM");
-}
-
-fn gateway_config(dir: &Path, port: u16) -> PathBuf {
-    write(
-        &dir.join("gateway.toml"),
-        format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [ingest]\nenabled = true\nauth = \"sigv4\"\n\
-             [[ingest.credentials]]\naccess_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n",
-            dir.join("gstore")
-        ),
-    )
 }
 
 fn upload_status(port: u16) -> serde_json::Value {
@@ -84,10 +56,10 @@ fn ten_minutes_to_a_gateway_every_fragment_persisted_exactly_once() {
     let (length, _) = soak();
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
-    let gconfig = gateway_config(dir.path(), gport);
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::SigV4);
     // The test camera (video, AAC and Opus), a connection rotated every
     // two minutes.
-    let sconfig = write(
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -125,10 +97,10 @@ fn ten_minutes_to_a_gateway_every_fragment_persisted_exactly_once() {
         },
     );
     let s = upload_status(sport);
-    stop(sender);
+    stop_agent(sender);
     std::thread::sleep(Duration::from_millis(500));
     let gfragments = api_stream(gport, "cam-up").unwrap()["fragments"].as_u64().unwrap();
-    stop(gateway);
+    stop_agent(gateway);
 
     let up = &s["uploader"];
     let persisted = s["upload"]["persisted"].as_u64().unwrap();
@@ -158,18 +130,33 @@ fn ten_minutes_to_a_gateway_every_fragment_persisted_exactly_once() {
     );
 }
 
+/// What a slow drain looked like: the timeline and the agents' logs from
+/// the end of the blackhole on.
+fn report_slow_drain(timeline: &[String], sender_log: &Path, gateway_log: &Path) {
+    println!("faults: the drain, every half second: {}", timeline.join("; "));
+    for (who, log) in [("sender", sender_log), ("gateway", gateway_log)] {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        println!("faults: the {who}'s last log lines:");
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            println!("  {l}");
+        }
+    }
+}
+
 #[test]
 fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains_at_20x() {
     let (_, outage) = soak();
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
-    let gconfig = gateway_config(dir.path(), gport);
-    let gateway = start_agent(&gconfig, gport);
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::SigV4);
+    let (glog, slog) = (dir.path().join("gateway.log"), dir.path().join("sender.log"));
+    let gateway = start_agent_logging(&gconfig, gport, &glog);
     let proxy = FaultProxy::start(gport);
     // 4 Mbit/s of noise (incompressible, so the encoder spends it all),
     // 2 s fragments; the gateway is no AWS: the service's 5 fragments a
     // second would cap a drain at 10× real time, so the limits are raised.
-    let sconfig = write(
+    let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
             "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
@@ -185,7 +172,7 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
             proxy.port
         ),
     );
-    let sender = start_agent(&sconfig, sport);
+    let sender = start_agent_logging(&sconfig, sport, &slog);
     let persisted = |min: u64| move || upload_status(sport)["upload"]["persisted"].as_u64().unwrap_or(0) >= min;
     let count = || upload_status(sport)["upload"]["persisted"].as_u64().unwrap_or(0);
     wait_for("3 fragments persisted", Duration::from_secs(40), persisted(3));
@@ -217,9 +204,9 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     proxy.blackhole(true);
     let dark = Instant::now();
     std::thread::sleep(outage / 2);
-    kill(&sender, "-KILL");
+    signal(&sender, "-KILL");
     drop(sender);
-    let sender = start_agent(&sconfig, sport);
+    let sender = start_agent_logging(&sconfig, sport, &slog);
     while dark.elapsed() < outage {
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -243,21 +230,30 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     // caught up with live.
     let mut first_byte = None;
     let deadline = light + Duration::from_secs(180);
+    // Every half second of the drain, to show where the time went if it is
+    // slow: seconds, MB through the proxy, fragments behind.
+    let mut timeline = Vec::new();
+    let mut sampled = light;
     let caught_up = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the backlog did not drain: {}",
-            upload_status(sport)
-        );
+        let lag = upload_status(sport)["uploader"]["lag_fragments"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        if sampled.elapsed() >= Duration::from_millis(500) {
+            sampled = Instant::now();
+            timeline.push(format!(
+                "{:.1} s {:.1} MB lag {lag}",
+                light.elapsed().as_secs_f64(),
+                (proxy.bytes_up() - through) as f64 / 1e6
+            ));
+        }
+        if Instant::now() >= deadline {
+            report_slow_drain(&timeline, &slog, &glog);
+            panic!("the backlog did not drain: {}", upload_status(sport));
+        }
         if first_byte.is_none() && proxy.bytes_up() > through {
             first_byte = Some(Instant::now());
         }
-        if first_byte.is_some()
-            && upload_status(sport)["uploader"]["lag_fragments"]
-                .as_u64()
-                .unwrap_or(u64::MAX)
-                <= 2
-        {
+        if first_byte.is_some() && lag <= 2 {
             break Instant::now();
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -276,6 +272,9 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
         drain.as_secs_f64(),
         mb / drain.as_secs_f64()
     );
+    if speed < 20.0 {
+        report_slow_drain(&timeline, &slog, &glog);
+    }
     assert!(speed >= 20.0, "drained at {speed:.1}× real time");
     assert!(
         backlog_mb / backlog_s * 8.0 >= 3.0,
@@ -291,9 +290,9 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     let s = upload_status(sport);
     assert_eq!(s["upload"]["failed"], 0, "{s}");
     assert_eq!(s["upload"]["skipped"], 0, "{s}");
-    stop(sender);
+    stop_agent(sender);
     std::thread::sleep(Duration::from_millis(500));
-    stop(gateway);
+    stop_agent(gateway);
     let frames = compare(dir.path(), &sconfig, &gconfig, 1);
     println!(
         "faults: {frames} frames at the gateway byte for byte, none twice; {} proxied connections, {:.0} MB through the proxy",
