@@ -369,6 +369,14 @@ async fn connection(
         Err(e) => return Err(e.into()),
     };
     let mut cursor = store.cursor(&spec.stream, from)?;
+    if matches!(from, CursorFrom::Live) {
+        // A fragment committed between the two calls is behind the live
+        // cursor: it would go out later, on another connection, after newer
+        // ones. Asked again, it is where this connection starts.
+        if let Some(id) = store.first_not_uploaded(&spec.stream)? {
+            cursor = store.cursor(&spec.stream, CursorFrom::Fragment(id))?;
+        }
+    }
     let endpoint = upstream.put_media_endpoint().await;
     update(status, |s| {
         s.control_plane = upstream.calls();
