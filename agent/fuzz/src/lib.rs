@@ -6,7 +6,7 @@
 //!
 //! | bytes | meaning |
 //! |---|---|
-//! | 0 | options: bit 0 RELATIVE timecodes (else ABSOLUTE), bit 1 the body breaks off (`abort`) instead of ending (`finish`), bit 2 the producer then sends the body again, whole, on a second connection (a resend) |
+//! | 0 | options: bit 0 RELATIVE timecodes (else ABSOLUTE), bit 1 the body breaks off (`abort`) instead of ending (`finish`), bit 2 the producer then sends the body again, whole, on a second connection (a resend), bit 3 group commit (a sync after every third piece, as when the rest of the body is queued) |
 //! | 1–4 | RELATIVE: the producer start timestamp, whole seconds, u32 little-endian |
 //! | 5 | how many piece sizes follow (modulo 8) |
 //! | then | the piece sizes, u16 little-endian each (0 counts as 1), used in turn over and over |
@@ -34,6 +34,8 @@ pub const RELATIVE: u8 = 1;
 pub const ABORT: u8 = 2;
 /// Option bit: the same body again on a second connection, which ends.
 pub const RESEND: u8 = 4;
+/// Option bit: the sessions use group commit.
+pub const GROUP: u8 = 8;
 
 const HEADER: usize = 6;
 const MAX_PIECES: usize = 8;
@@ -228,9 +230,16 @@ pub fn ingest(data: &[u8]) {
 /// One PutMedia connection carrying `input`'s body; its ACKs.
 fn connection(store: &Store, stream: &str, input: &Input, abort: bool) -> Vec<Ack> {
     let mut session = IngestSession::new(store.clone(), stream.to_owned(), input.timecodes());
+    let group = input.options & GROUP != 0;
+    if group {
+        session = session.with_group_commit();
+    }
     let mut acks = Vec::new();
-    for piece in input.chunks() {
+    for (i, piece) in input.chunks().into_iter().enumerate() {
         session.feed(piece, &mut acks);
+        if group && i % 3 == 2 {
+            session.sync(&mut acks);
+        }
     }
     if abort {
         session.abort();
@@ -259,9 +268,11 @@ fn check_connection(store: &Store, stream: &str, acks: &[Ack]) -> BTreeSet<u64> 
         assert_eq!(i, acks.len() - 1, "ACKs after an ERROR: {acks:?}");
         assert!(acks[i].error_id.is_some(), "an ERROR without ErrorId: {acks:?}");
     }
-    // Every PERSISTED answers the latest RECEIVED not yet answered, with the
-    // fragment number that RECEIVED (and BUFFERING) gave, if any.
-    let mut received: Option<&Ack> = None;
+    // Every PERSISTED answers a RECEIVED not yet answered, in order (with
+    // group commit several wait; those before it that the store refused
+    // never will), with the fragment number that RECEIVED (and BUFFERING)
+    // gave, if any.
+    let mut received: std::collections::VecDeque<&Ack> = std::collections::VecDeque::new();
     let mut persisted = BTreeSet::new();
     for a in acks {
         match a.kind {
@@ -272,16 +283,15 @@ fn check_connection(store: &Store, stream: &str, acks: &[Ack]) -> BTreeSet<u64> 
                     a.kind.as_str()
                 );
                 if a.kind == AckKind::Received {
-                    received = Some(a);
+                    received.push_back(a);
                 }
             }
             AckKind::Persisted => {
-                let r = received.take();
-                let r = r.unwrap_or_else(|| panic!("PERSISTED without a RECEIVED before it: {acks:?}"));
-                assert_eq!(
-                    r.fragment_timecode, a.fragment_timecode,
-                    "PERSISTED of another fragment: {acks:?}"
-                );
+                let at = received
+                    .iter()
+                    .position(|r| r.fragment_timecode == a.fragment_timecode)
+                    .unwrap_or_else(|| panic!("PERSISTED without its RECEIVED before it: {acks:?}"));
+                let r = received.drain(..=at).last().expect("found above");
                 let number = a
                     .fragment_number
                     .as_deref()

@@ -15,7 +15,7 @@ use fragmenter::mkv::ebml::{self, id};
 use fragmenter::mkv::{MkvWriter, MkvWriterOptions};
 use fragmenter::{Frame, Timestamp, Track, TrackId};
 
-use crate::{Input, ABORT, RELATIVE, RESEND};
+use crate::{Input, ABORT, GROUP, RELATIVE, RESEND};
 
 /// 2026-11-18T…Z in milliseconds: an ABSOLUTE producer's clock.
 const BASE_MS: u64 = 1_795_000_000_000;
@@ -207,6 +207,11 @@ pub fn all() -> Vec<(&'static str, Vec<u8>)> {
         ("h264-segments", Input::encode(0, 0, &[], &segments)),
         ("h264-resend", Input::encode(RESEND, 0, &[], &h264)),
         ("h264-abort-resend", Input::encode(ABORT | RESEND, 0, &[500], &h264)),
+        ("h264-group", Input::encode(GROUP, 0, &[700], &h264)),
+        (
+            "h264-group-abort-resend",
+            Input::encode(GROUP | ABORT | RESEND, 0, &[300], &h264),
+        ),
         (
             "relative",
             Input::encode(RELATIVE, 1_795_000_000, &[64], &body(&[video(1)], 0, 2, 1_000)),
