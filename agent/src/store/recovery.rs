@@ -283,7 +283,12 @@ fn recover_inner(
         let last_end = records.last().map_or(0, |r| r.offset + r.record_len);
         let mut keep = if size >= len { len } else { last_end };
         let mut found = 0;
-        for r in scan(fs, &path, keep, size) {
+        let past = if size > keep && made_durable(&path) {
+            scan(fs, &path, keep, size)
+        } else {
+            Vec::new()
+        };
+        for r in past {
             match reindex(conn, stream_id, SegmentRef::Existing(seg_id), &r, &track_sets, now)? {
                 Some(_) => {
                     rep.reindexed.push(FragmentId(r.trailer.id));
@@ -334,7 +339,12 @@ fn recover_inner(
             let mut seg_id = None;
             let mut keep = 0;
             if let Some(stream_id) = stream {
-                for r in scan(fs, &f, 0, size) {
+                let records = if made_durable(&f) {
+                    scan(fs, &f, 0, size)
+                } else {
+                    Vec::new()
+                };
+                for r in records {
                     let seg = match seg_id {
                         Some(id) => SegmentRef::Existing(id),
                         None => SegmentRef::New {
@@ -447,4 +457,19 @@ pub(crate) fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
         }
     }
     Ok(rep)
+}
+
+/// fdatasync a segment before records found past its index are indexed:
+/// group commit leaves complete records that were never synced, and a
+/// process crash keeps them in the page cache, where they read back whole.
+/// Indexed (and then acknowledged to a producer) they must be on the disk.
+/// `false` when the sync fails: they are cut instead.
+fn made_durable(path: &Path) -> bool {
+    match std::fs::File::open(path).and_then(|f| f.sync_data()) {
+        Ok(()) => true,
+        Err(e) => {
+            error!(path = %path.display(), error = %e, "cannot sync a segment before re-indexing it; its unindexed records are cut");
+            false
+        }
+    }
 }

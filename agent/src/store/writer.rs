@@ -636,9 +636,9 @@ impl StreamWriter {
         let n = self.unsynced.len() as u64;
         self.unsynced.clear();
         self.held = None;
-        if let Some(seg) = self.seg.as_mut() {
-            seg.finished_len = seg.committed_len;
-        }
+        // Cut them now: with no fragment open, nothing else would, and a
+        // closed segment would keep records its index does not cover.
+        self.cut_uncommitted();
         if let Some(id) = first {
             self.store
                 .inner

@@ -234,6 +234,21 @@ fn async_next_wakes_on_live_frames() {
     assert_eq!(rx.try_iter().collect::<Vec<_>>(), expected(&written));
 }
 
+/// Fragment `i` written with its End unsynced (group commit); its id and
+/// frames.
+fn write_unsynced(w: &mut StreamWriter, i: u64) -> (FragmentId, Vec<Frame>) {
+    let f = frames(at(i), small(i));
+    let ev = events(i, &f);
+    let (end, rest) = ev.split_last().unwrap();
+    for e in rest {
+        assert_eq!(w.write(e).unwrap(), None);
+    }
+    let FragmentEvent::End(summary) = end else {
+        unreachable!()
+    };
+    (w.end_unsynced(summary).unwrap().expect("stored"), f)
+}
+
 /// Group commit: records finished with `end_unsynced` are neither indexed
 /// nor ended on the live tail until `sync`, which makes them all durable
 /// with one fdatasync; a live reader still sees every fragment whole and in
@@ -254,15 +269,8 @@ fn group_commit_syncs_once_for_many_fragments_and_readers_see_them_in_order() {
     let mut written = Vec::new();
     let mut ids = Vec::new();
     for i in 0..3 {
-        let f = frames(at(i), small(i));
-        let ev = events(i, &f);
-        for e in &ev[..ev.len() - 1] {
-            assert_eq!(w.write(e).unwrap(), None);
-        }
-        let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
-            unreachable!()
-        };
-        ids.push(w.end_unsynced(summary).unwrap().expect("stored"));
+        let (id, f) = write_unsynced(&mut w, i);
+        ids.push(id);
         written.push(f);
     }
     assert_eq!(w.unsynced(), 3);
@@ -290,17 +298,7 @@ fn group_commit_syncs_once_for_many_fragments_and_readers_see_them_in_order() {
     for group in 0..3 {
         let mut batch = Vec::new();
         for k in 0..4 {
-            let i = 3 + group * 4 + k;
-            let f = frames(at(i), small(i));
-            let ev = events(i, &f);
-            for e in &ev[..ev.len() - 1] {
-                w.write(e).unwrap();
-            }
-            let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
-                unreachable!()
-            };
-            w.end_unsynced(summary).unwrap().expect("stored");
-            batch.push(f);
+            batch.push(write_unsynced(&mut w, 3 + group * 4 + k).1);
         }
         let metas = w.sync().unwrap();
         assert_eq!(metas.len(), 4, "group {group}");
@@ -331,16 +329,7 @@ fn a_writer_closed_with_unsynced_records_keeps_them() {
     let mut w = store.open_stream("cam", &tracks(2), false).unwrap();
     let mut written = Vec::new();
     for i in 0..2 {
-        let f = frames(at(i), small(i));
-        let ev = events(i, &f);
-        for e in &ev[..ev.len() - 1] {
-            w.write(e).unwrap();
-        }
-        let FragmentEvent::End(summary) = &ev[ev.len() - 1] else {
-            unreachable!()
-        };
-        w.end_unsynced(summary).unwrap();
-        written.push(f);
+        written.push(write_unsynced(&mut w, i).1);
     }
     // An open fragment after them is dropped, they are not.
     let f = frames(at(2), small(2));
