@@ -167,6 +167,10 @@ fn update(status: &UploadStatusHandle, f: impl FnOnce(&mut UploadStatus)) {
     }
 }
 
+/// The wait before asking again when the endpoint refused a connection
+/// because it still holds the stream's previous one.
+const CONNECTION_LIMIT_RETRY: Duration = Duration::from_secs(2);
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum UploadError {
@@ -192,6 +196,14 @@ enum UploadError {
     Ended,
     #[error("{0}")]
     Other(String),
+}
+
+impl UploadError {
+    /// A 400 `ConnectionLimitExceededException`: the stream's previous
+    /// connection is still open at the endpoint.
+    fn is_connection_limit(&self) -> bool {
+        matches!(self, UploadError::Status(400, body) if body.contains("ConnectionLimitExceededException"))
+    }
 }
 
 /// The request body: MKV bytes as the cursor yields them, a batch of
@@ -275,14 +287,22 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
         match result {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
-                warn!(stream = %spec.stream, error = %e, retry_in = ?backoff, "upload connection ended");
+                // The endpoint still holds our previous connection (it lets
+                // it go after its idle timeout): it is up, so the backoff an
+                // outage built up does not apply; ask again shortly.
+                let held = e.is_connection_limit();
+                let wait = if held { CONNECTION_LIMIT_RETRY } else { backoff };
+                warn!(stream = %spec.stream, error = %e, retry_in = ?wait, "upload connection ended");
                 update(&status, |s| s.last_error = Some(e.to_string()));
-                let jitter = Duration::from_millis(u64::from(std::process::id() ^ backoff.subsec_nanos()) % 250);
-                let until = tokio::time::Instant::now() + backoff + jitter;
+                let jitter = Duration::from_millis(u64::from(std::process::id() ^ wait.subsec_nanos()) % 250);
+                let until = tokio::time::Instant::now() + wait + jitter;
                 while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = match held {
+                    true => Duration::from_secs(1),
+                    false => (backoff * 2).min(Duration::from_secs(30)),
+                };
             }
         }
     }
@@ -684,6 +704,16 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_connection_limit_refusal_skips_the_backoff() {
+        let held = r#"{"__type":"ConnectionLimitExceededException","message":"stream cam-up already has a PutMedia connection"}"#;
+        assert!(UploadError::Status(400, held.into()).is_connection_limit());
+        let bad = r#"{"__type":"InvalidArgumentException","message":"x-amzn-stream-name is missing"}"#;
+        assert!(!UploadError::Status(400, bad.into()).is_connection_limit());
+        assert!(!UploadError::Status(503, held.into()).is_connection_limit());
+        assert!(!UploadError::Silent(ACK_TIMEOUT).is_connection_limit());
+    }
 
     #[test]
     fn a_backlog_is_paced_at_the_first_limit_it_meets_and_live_media_never_waits() {
