@@ -77,6 +77,8 @@ enum Waiting {
     Stored { id: FragmentId, timecode: u64 },
     /// Already stored earlier: acknowledged in its turn.
     Duplicate { timecode: u64, number: Option<String> },
+    /// The store could not write it.
+    Lost { timecode: u64 },
 }
 
 /// See the module docs.
@@ -141,8 +143,11 @@ impl IngestSession {
     }
 
     /// Make the fragments waiting durable (one fdatasync) and say PERSISTED
-    /// for them, in order. A fragment the store could not make durable gets
-    /// none: its producer sends it again.
+    /// for them, in order. At the first one the store lost, PERSISTED stops
+    /// and the connection ends with ERROR 5000 (retry): a producer (the KVS
+    /// SDK) drops from its buffer everything up to the fragment a PERSISTED
+    /// names, so none may follow a fragment that was not stored. What was
+    /// stored after it is acknowledged when the producer resends it.
     pub fn sync(&mut self, acks: &mut Vec<Ack>) {
         if self.waiting.is_empty() {
             return;
@@ -156,13 +161,15 @@ impl IngestSession {
             None => Vec::new(),
         };
         self.waiting_bytes = 0;
+        let mut lost = None;
         for w in std::mem::take(&mut self.waiting) {
             let (timecode, number) = match w {
-                Waiting::Stored { id, timecode } => {
-                    if !committed.iter().any(|m| m.id == id) {
-                        continue;
-                    }
+                Waiting::Stored { id, timecode } if committed.iter().any(|m| m.id == id) => {
                     (timecode, Some(id.0.to_string()))
+                }
+                Waiting::Stored { timecode, .. } | Waiting::Lost { timecode } => {
+                    lost = Some(timecode);
+                    break;
                 }
                 Waiting::Duplicate { timecode, number } => (timecode, number),
             };
@@ -170,6 +177,17 @@ impl IngestSession {
             if self.persisted_acks {
                 acks.push(ack(AckKind::Persisted, Some(timecode), number));
             }
+        }
+        if let Some(timecode) = lost {
+            warn!(stream = %self.stream, timecode, "a received fragment was not stored; ending the connection");
+            acks.push(Ack {
+                kind: AckKind::Error,
+                fragment_timecode: Some(timecode),
+                fragment_number: None,
+                error_id: Some(5000),
+                error_code: Some("INTERNAL_ERROR".to_owned()),
+            });
+            self.abandon();
         }
     }
 
@@ -293,6 +311,9 @@ impl IngestSession {
                     // send it again.
                     self.commit_received(acks);
                     self.sync(acks);
+                    if self.failed {
+                        return; // the sync's own ERROR ended it
+                    }
                     acks.push(Ack {
                         kind: AckKind::Error,
                         fragment_timecode: *timecode,
@@ -311,6 +332,9 @@ impl IngestSession {
         warn!(stream = %self.stream, error_id, detail, "ingest failed");
         self.commit_received(acks);
         self.sync(acks);
+        if self.failed {
+            return; // the sync's own ERROR ended it
+        }
         acks.push(Ack {
             kind: AckKind::Error,
             fragment_timecode: self.open.as_ref().map(|o| o.timecode),
@@ -480,7 +504,10 @@ impl IngestSession {
                     });
                 }
                 Ok(None) => {}
-                Err(e) => warn!(stream = %self.stream, error = %e, "writing an ingested fragment"),
+                Err(e) => {
+                    warn!(stream = %self.stream, error = %e, "writing an ingested fragment");
+                    self.waiting.push(Waiting::Lost { timecode: r.timecode });
+                }
             }
             return;
         }
@@ -531,6 +558,7 @@ mod tests {
     use fragmenter::mkv::{MkvEvent, MkvReader, MkvWriter, MkvWriterOptions};
     use fragmenter::Track;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -653,6 +681,36 @@ mod tests {
         s.finish(&mut again);
         assert_eq!(numbers(&again), numbers(&acks));
         assert_eq!(store.stream("cam").unwrap().fragments, 3);
+    }
+
+    /// A failing disk under group commit: the sync fails, no PERSISTED is
+    /// said for the fragments waiting (a producer would drop them from its
+    /// buffer), the connection ends with ERROR 5000 naming the first, and
+    /// the store holds nothing it does not index.
+    #[test]
+    fn a_failed_group_sync_ends_with_error_5000_and_no_persisted() {
+        use crate::store::{BudgetFs, SharedBudgetFs};
+        let dir = tempfile::tempdir().unwrap();
+        let fs = BudgetFs::new();
+        let store = Store::open_with(config(dir.path()), test_clock(), Arc::new(SharedBudgetFs(fs.clone()))).unwrap();
+        let mut s = IngestSession::new(store.clone(), "cam".into(), TimecodeType::Absolute).with_group_commit();
+        let mut acks = Vec::new();
+        s.feed(&body(), &mut acks);
+        assert_eq!(s.waiting().0, 2);
+        fs.fail_syncs.store(true, std::sync::atomic::Ordering::SeqCst);
+        s.sync(&mut acks);
+        assert!(s.failed());
+        assert!(acks.iter().all(|a| a.kind != AckKind::Persisted), "{acks:?}");
+        let last = acks.last().unwrap();
+        assert_eq!((last.kind.as_str(), last.error_id), ("ERROR", Some(5000)));
+        assert_eq!(last.fragment_timecode, Some(1_795_000_000_000));
+        s.finish(&mut acks);
+        assert_eq!(acks.iter().filter(|a| a.kind == AckKind::Error).count(), 1);
+        fs.fail_syncs.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(store.stream("cam").unwrap().fragments, 0);
+        let v = store.verify().unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.uncovered_bytes, 0);
     }
 
     fn numbers(acks: &[Ack]) -> Vec<String> {

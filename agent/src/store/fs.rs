@@ -200,6 +200,8 @@ pub struct BudgetFs {
     free: std::sync::Mutex<Option<u64>>,
     /// ENOSPC returned so far.
     pub enospc: std::sync::atomic::AtomicU64,
+    /// While set, every fdatasync fails with EIO (a failing disk).
+    pub fail_syncs: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
@@ -256,6 +258,9 @@ impl AppendFile for BudgetFile {
         self.file.write_at(offset, buf)
     }
     fn sync_data(&mut self) -> io::Result<()> {
+        if self.fs.fail_syncs.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.file.sync_data()
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
