@@ -494,12 +494,7 @@ impl StreamWriter {
         let Some(metadata) = self.check_end(summary)? else {
             return Ok(None);
         };
-        let trailer = loop {
-            match self.finish_record(&metadata, true) {
-                Ok(t) => break t,
-                Err(e) => self.on_write_error(e)?,
-            }
-        };
+        let trailer = self.finish_record_retrying(&metadata, true)?;
         let open = self.open.take().expect("a fragment is open");
         let id = open.id;
         let finished = Unsynced {
@@ -533,12 +528,7 @@ impl StreamWriter {
         let Some(metadata) = self.check_end(summary)? else {
             return Ok(None);
         };
-        let trailer = loop {
-            match self.finish_record(&metadata, false) {
-                Ok(t) => break t,
-                Err(e) => self.on_write_error(e)?,
-            }
-        };
+        let trailer = self.finish_record_retrying(&metadata, false)?;
         let open = self.open.take().expect("a fragment is open");
         let record_len = trailer.record_len();
         let seg = self.seg.as_mut().expect("a fragment is open");
@@ -679,6 +669,17 @@ impl StreamWriter {
                 stored_frames = open.frames, "fragment summary disagrees with the frames received; storing what was received");
         }
         Ok(Some(tracks::encode_metadata(&summary.metadata)))
+    }
+
+    /// [`Self::finish_record`], after ENOSPC again once room was made (the
+    /// fragment rewritten into a new segment).
+    fn finish_record_retrying(&mut self, metadata: &[u8], sync: bool) -> Result<Trailer, StoreError> {
+        loop {
+            match self.finish_record(metadata, sync) {
+                Ok(t) => return Ok(t),
+                Err(e) => self.on_write_error(e)?,
+            }
+        }
     }
 
     /// Append the frame index, meta block and trailer, patch the header,
