@@ -171,6 +171,21 @@ fn update(status: &UploadStatusHandle, f: impl FnOnce(&mut UploadStatus)) {
 /// because it still holds the stream's previous one.
 const CONNECTION_LIMIT_RETRY: Duration = Duration::from_secs(2);
 
+/// The least wait between two attempts.
+const MIN_RETRY: Duration = Duration::from_secs(1);
+
+/// How long to wait after a failed attempt that took `took`. The backoff
+/// spaces attempts' starts, not the gaps between them: an attempt into a
+/// blackhole already spent its timeouts (10 s and more) waiting, and
+/// sleeping the whole backoff on top would leave a route that came back
+/// unused for up to 30 s more.
+fn retry_wait(backoff: Duration, took: Duration, held: bool) -> Duration {
+    match held {
+        true => CONNECTION_LIMIT_RETRY,
+        false => backoff.saturating_sub(took).max(MIN_RETRY),
+    }
+}
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum UploadError {
@@ -254,8 +269,8 @@ async fn send_batch(
     Ok(())
 }
 
-/// Upload until `stop`; reconnects with exponential backoff (1 s to 30 s,
-/// with jitter) after every failure.
+/// Upload until `stop`; reconnects with exponential backoff (attempts at
+/// least 1 s to 30 s apart, with jitter) after every failure.
 pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: UploadStatusHandle) {
     update(&status, |s| {
         s.stream = spec.stream.clone();
@@ -273,6 +288,7 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
             wait_for_window(&spec, &stop, &status).await;
             continue;
         }
+        let attempt = tokio::time::Instant::now();
         let result = match &upstream {
             Some(u) => connection(&spec, u, &store, &stop, &status, &skip).await,
             None => match Upstream::new(&spec.kvs_stream, &spec.upstream).await {
@@ -291,7 +307,7 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
                 // it go after its idle timeout): it is up, so the backoff an
                 // outage built up does not apply; ask again shortly.
                 let held = e.is_connection_limit();
-                let wait = if held { CONNECTION_LIMIT_RETRY } else { backoff };
+                let wait = retry_wait(backoff, attempt.elapsed(), held);
                 warn!(stream = %spec.stream, error = %e, retry_in = ?wait, "upload connection ended");
                 update(&status, |s| s.last_error = Some(e.to_string()));
                 let jitter = Duration::from_millis(u64::from(std::process::id() ^ wait.subsec_nanos()) % 250);
@@ -713,6 +729,25 @@ mod tests {
         assert!(!UploadError::Status(400, bad.into()).is_connection_limit());
         assert!(!UploadError::Status(503, held.into()).is_connection_limit());
         assert!(!UploadError::Silent(ACK_TIMEOUT).is_connection_limit());
+    }
+
+    #[test]
+    fn the_backoff_spaces_attempts_so_time_spent_timing_out_counts() {
+        let s = Duration::from_secs;
+        // An attempt refused at once waits out the rest of the backoff.
+        assert_eq!(
+            retry_wait(s(8), Duration::from_millis(3), false),
+            s(8) - Duration::from_millis(3)
+        );
+        // An attempt that spent 21 s in timeouts against a 30 s backoff
+        // tries again 9 s later, not 30.
+        assert_eq!(retry_wait(s(30), s(21), false), s(9));
+        // Never sooner than a second, however long the attempt took (a
+        // connection that carried media for an hour, then dropped).
+        assert_eq!(retry_wait(s(30), s(3600), false), MIN_RETRY);
+        assert_eq!(retry_wait(s(1), Duration::ZERO, false), s(1));
+        // A held connection: the endpoint is up, ask again shortly.
+        assert_eq!(retry_wait(s(30), Duration::ZERO, true), CONNECTION_LIMIT_RETRY);
     }
 
     #[test]
