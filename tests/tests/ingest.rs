@@ -560,3 +560,68 @@ fn post_json_with(port: u16, path: &str, body: &str, extra: &[(String, String)])
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
+
+/// Opens a PutMedia for `stream` with a chunked body and nothing in it yet.
+fn open_put_media(port: u16, stream: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-amzn-stream-name: {stream}\r\n\
+         x-amzn-fragment-timecode-type: ABSOLUTE\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+#[test]
+fn a_refused_producer_still_sending_its_body_gets_the_refusal_not_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
+    let _gateway = start_agent(&config, port);
+    let mut holder = open_put_media(port, "held");
+    let mut head = [0u8; 12];
+    holder.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // A second producer is refused at once, while it is still writing its
+    // body (as a producer with a backlog is). The gateway reads and drops
+    // that body for a while: closed with it unread, the connection would be
+    // reset, and the producer's write would fail before it read the answer
+    // (through a proxy the answer itself was lost), so it could not tell a
+    // held stream from a network failure.
+    let chunk = [
+        format!("{:x}\r\n", 64 * 1024).into_bytes(),
+        vec![0u8; 64 * 1024],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    for round in 0..3 {
+        let mut refused = open_put_media(port, "held");
+        let began = std::time::Instant::now();
+        let mut written = 0usize;
+        // 64 KB every 5 ms for half a second: 100 Mbit/s, a backlog's pace.
+        while began.elapsed() < Duration::from_millis(500) {
+            if let Err(e) = refused.write_all(&chunk) {
+                panic!("round {round}: writing the body failed after {written} bytes: {e}");
+            }
+            written += chunk.len();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut answer = vec![0u8; 4096];
+        let n = refused.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 400"), "round {round}: {answer}");
+        assert!(
+            answer.contains("ConnectionLimitExceededException"),
+            "round {round}: {answer}"
+        );
+        println!(
+            "ingest: refused producer {round} wrote {:.1} MB of body unhindered in {:.2} s, then read the 400",
+            written as f64 / 1e6,
+            began.elapsed().as_secs_f64()
+        );
+    }
+    drop(holder);
+}

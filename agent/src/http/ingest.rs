@@ -130,6 +130,34 @@ pub fn refuse(status: StatusCode, exception: &str, message: &str) -> Response<Bo
     r
 }
 
+/// Why a PutMedia is refused before the 200: the status, the exception
+/// name and the message of [`refuse`].
+struct Refusal(StatusCode, &'static str, String);
+
+/// How long a refused PutMedia's body is still read, and how much of it.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+const REFUSAL_LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Sends a refusal while the producer is still sending its body, and reads
+/// (and drops) that body for a while. Closing at once with the body unread
+/// would reset the connection (TCP RST), and a producer busy writing would
+/// see "connection reset" or "error writing a body" instead of the answer:
+/// it could not tell "this stream is held, ask again shortly" from a
+/// network failure, and would back off as from one.
+fn linger(mut body: Incoming, refusal: Response<Body>) -> Response<Body> {
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + REFUSAL_LINGER;
+        let mut read = 0;
+        while read < REFUSAL_LINGER_BYTES {
+            match tokio::time::timeout_at(until, body.frame()).await {
+                Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+    });
+    refusal
+}
+
 fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
@@ -180,13 +208,22 @@ impl Ingest {
 
     /// Answer a PutMedia request.
     pub async fn put_media(self: &Arc<Self>, req: Request<Incoming>, store: Store) -> Response<Body> {
-        // The body streams: PutMedia signs the empty payload (reference §3).
-        if let Err(e) = self.authorize(&req, sigv4::EMPTY_SHA256) {
-            info!(error = %e, "PutMedia refused");
-            return refuse(StatusCode::FORBIDDEN, "NotAuthorizedException", &e.to_string());
+        match self.admit(&req) {
+            Ok((name, timecodes, slot)) => self.serve(req.into_body(), store, name, timecodes, slot),
+            Err(Refusal(status, exception, message)) => linger(req.into_body(), refuse(status, exception, &message)),
         }
-        let invalid = |m: String| refuse(StatusCode::BAD_REQUEST, "InvalidArgumentException", &m);
-        let name = match (header(&req, "x-amzn-stream-name"), header(&req, "x-amzn-stream-arn")) {
+    }
+
+    /// The checks before the 200: the signature, the headers, the stream's
+    /// one connection (whose slot it takes).
+    fn admit(self: &Arc<Self>, req: &Request<Incoming>) -> Result<(String, TimecodeType, Active), Refusal> {
+        // The body streams: PutMedia signs the empty payload (reference §3).
+        if let Err(e) = self.authorize(req, sigv4::EMPTY_SHA256) {
+            info!(error = %e, "PutMedia refused");
+            return Err(Refusal(StatusCode::FORBIDDEN, "NotAuthorizedException", e.to_string()));
+        }
+        let invalid = |m: String| Err(Refusal(StatusCode::BAD_REQUEST, "InvalidArgumentException", m));
+        let name = match (header(req, "x-amzn-stream-name"), header(req, "x-amzn-stream-arn")) {
             (Some(n), None) => n.to_owned(),
             (None, Some(arn)) => match arn.rsplit_once(":stream/") {
                 // arn:aws:kinesisvideo:REGION:ACCOUNT:stream/NAME/CREATION-TIME
@@ -199,10 +236,10 @@ impl Ingest {
         if let Err(e) = validate_stream_name(&name) {
             return invalid(format!("x-amzn-stream-name: {e}"));
         }
-        let timecodes = match header(&req, "x-amzn-fragment-timecode-type") {
+        let timecodes = match header(req, "x-amzn-fragment-timecode-type") {
             Some(t) if t.eq_ignore_ascii_case("ABSOLUTE") => TimecodeType::Absolute,
             Some(t) if t.eq_ignore_ascii_case("RELATIVE") => {
-                let Some(start) = header(&req, "x-amzn-producer-start-timestamp") else {
+                let Some(start) = header(req, "x-amzn-producer-start-timestamp") else {
                     return invalid("RELATIVE timecodes need x-amzn-producer-start-timestamp".into());
                 };
                 match timestamp::parse(start) {
@@ -219,28 +256,40 @@ impl Ingest {
         };
         let slot = {
             let Ok(mut active) = self.active.lock() else {
-                return refuse(
+                return Err(Refusal(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "ServiceUnavailableException",
-                    "poisoned",
-                );
+                    "poisoned".into(),
+                ));
             };
             if !active.insert(name.clone()) {
                 self.update(&name, |s| {
                     s.refused += 1;
                     s.last_error = Some("a second PutMedia connection was refused".into());
                 });
-                return refuse(
+                return Err(Refusal(
                     StatusCode::BAD_REQUEST,
                     "ConnectionLimitExceededException",
-                    &format!("stream {name} already has a PutMedia connection"),
-                );
+                    format!("stream {name} already has a PutMedia connection"),
+                ));
             }
             Active {
                 ingest: self.clone(),
                 stream: name.clone(),
             }
         };
+        Ok((name, timecodes, slot))
+    }
+
+    /// The accepted connection: the 200 at once, ACKs as the body is read.
+    fn serve(
+        self: &Arc<Self>,
+        mut body: Incoming,
+        store: Store,
+        name: String,
+        timecodes: TimecodeType,
+        slot: Active,
+    ) -> Response<Body> {
         let retention_hours = self.control.ensure(&name);
         self.update(&name, |s| {
             s.connected = true;
@@ -302,7 +351,6 @@ impl Ingest {
             debug!(stream = %stream, persisted = session.persisted, "PutMedia session ended");
         });
         // The body: read as it comes; IDLE while it does not.
-        let mut body = req.into_body();
         let ingest = self.clone();
         tokio::spawn(async move {
             let _slot = slot;
