@@ -172,6 +172,7 @@ fn uploader(store: &Store, u: &UploadStatus, newest: Option<Timestamp>) -> Value
         "connected": u.connected,
         "connections": u.connections,
         "last_error": u.last_error,
+        "retry_at_ms": u.retry_at_ms,
         "bytes_sent": u.bytes_sent,
         "lag_seconds": lag_seconds,
         "lag_bytes": lag_bytes,

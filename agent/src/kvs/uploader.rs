@@ -146,6 +146,9 @@ pub struct UploadStatus {
     pub connections: u64,
     /// Why the last connection ended, when it failed.
     pub last_error: Option<String>,
+    /// While waiting after a failure: when the next attempt starts,
+    /// milliseconds since the epoch.
+    pub retry_at_ms: Option<u64>,
     /// ACKs by type.
     pub acks: AckCounts,
     /// ERROR ACKs by ErrorId.
@@ -309,12 +312,20 @@ pub async fn run(spec: UploadSpec, store: Store, stop: Arc<AtomicBool>, status: 
                 let held = e.is_connection_limit();
                 let wait = retry_wait(backoff, attempt.elapsed(), held);
                 warn!(stream = %spec.stream, error = %e, retry_in = ?wait, "upload connection ended");
-                update(&status, |s| s.last_error = Some(e.to_string()));
                 let jitter = Duration::from_millis(u64::from(std::process::id() ^ wait.subsec_nanos()) % 250);
+                let retry_at = SystemTime::now() + wait + jitter;
+                update(&status, |s| {
+                    s.last_error = Some(e.to_string());
+                    s.retry_at_ms = retry_at
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .ok()
+                        .map(|d| d.as_millis() as u64);
+                });
                 let until = tokio::time::Instant::now() + wait + jitter;
                 while tokio::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                update(&status, |s| s.retry_at_ms = None);
                 backoff = match held {
                     true => Duration::from_secs(1),
                     false => (backoff * 2).min(Duration::from_secs(30)),
