@@ -125,3 +125,93 @@ fn uploads_survive_a_gateway_outage_and_a_sender_kill_with_nothing_missing_or_tw
         stored.len()
     );
 }
+
+/// The gateway's `refused_total` for `stream`, from `/metrics`.
+fn refused(port: u16, stream: &str) -> u64 {
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    let key = format!("edge_agent_ingest_refused_total{{stream=\"{stream}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_freed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (gport, sport) = (free_tcp_port(), free_tcp_port());
+    let gconfig = gateway_config(dir.path(), gport, GatewayAuth::None);
+    let gateway = start_agent(&gconfig, gport);
+    // Another producer holds the stream: its PutMedia was answered 200 and
+    // it sends nothing yet.
+    let mut holder = std::net::TcpStream::connect(("127.0.0.1", gport)).unwrap();
+    write!(
+        holder,
+        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1:{gport}\r\nx-amzn-stream-name: held\r\n\
+         x-amzn-fragment-timecode-type: ABSOLUTE\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    holder.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 12];
+    holder.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // The sender records 4 Mbit/s of noise, so each try has MB of backlog
+    // to write when the refusal comes back.
+    let sconfig = write_config(
+        &dir.path().join("sender.toml"),
+        format!(
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
+             [[streams]]\nname = \"cam\"\naudio = \"none\"\n\
+             video = \"pipeline:videotestsrc is-live=true pattern=snow \
+             ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=30 ! h264parse\"\n\
+             [streams.upload]\nkvs_stream = \"held\"\nauth = \"none\"\n\
+             data_endpoint = \"http://127.0.0.1:{gport}\"\n",
+            dir.path().join("sstore")
+        ),
+    );
+    let sender = start_agent(&sconfig, sport);
+    // Each try is refused with ConnectionLimitExceededException, which the
+    // sender reads as such (not as a broken connection) and so asks again
+    // every 2 s rather than backing off.
+    let began = std::time::Instant::now();
+    let mut errors = std::collections::BTreeSet::new();
+    while began.elapsed() < Duration::from_secs(11) {
+        if let Some(e) = api_stream(sport, "cam").and_then(|s| s["uploader"]["last_error"].as_str().map(str::to_owned))
+        {
+            errors.insert(e);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tries = refused(gport, "held");
+    let backlog = api_stream(sport, "cam").unwrap()["uploader"]["lag_bytes"]
+        .as_u64()
+        .unwrap();
+    println!(
+        "upload: {tries} tries refused in 11 s with a {:.1} MB backlog; the sender saw {errors:?}",
+        backlog as f64 / 1e6
+    );
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(
+            e.contains("ConnectionLimitExceededException"),
+            "the sender saw {e:?}, not the refusal"
+        );
+    }
+    assert!(tries >= 4, "{tries} tries in 11 s: the sender backed off");
+    assert!(
+        backlog > 2_000_000,
+        "the backlog was {backlog} bytes: too small to be mid-body"
+    );
+
+    // The holder goes; the sender's next try gets the stream.
+    drop(holder);
+    wait_for("the backlog persisted", Duration::from_secs(40), || {
+        api_stream(sport, "cam").is_some_and(|s| s["uploader"]["lag_fragments"].as_u64().is_some_and(|l| l <= 1))
+    });
+    stop_agent(sender);
+    stop_agent(gateway);
+}
