@@ -228,12 +228,16 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     proxy.blackhole(false);
     let light = Instant::now();
 
-    // The drain: from the sender's first PutMedia connection after the
-    // outage to caught up with live. Not from the first byte through the
-    // proxy: connections the dead sender and timed-out calls left in the
-    // blackhole are forwarded when it ends (the old sender's last request
-    // carried MB of body), and the sender itself may be in its backoff
-    // (up to 30 s) when the route comes back; that wait is reported apart.
+    // The drain: from when the sender could first use the route again to
+    // caught up with live. That is when the route came back if an attempt
+    // was pending then (its buffered body moves at once), else when the
+    // sender's next attempt started: it may be in its backoff (up to 30 s)
+    // when the route comes back; that wait is reported apart. Not from the
+    // first byte through the proxy: connections the dead sender and
+    // timed-out calls left in the blackhole are forwarded when it ends (the
+    // old sender's last request carried MB of body).
+    let retry_at = |s: &serde_json::Value| s["uploader"]["retry_at_ms"].as_u64();
+    let mut last_retry = retry_at(&s);
     let mut reconnected = None;
     let deadline = light + Duration::from_secs(180);
     // Every half second of the drain, to show where the time went if it is
@@ -257,8 +261,16 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
             report_slow_drain(&timeline, &slog, &glog);
             panic!("the backlog did not drain: {s}");
         }
+        if let Some(at) = retry_at(&s) {
+            last_retry = Some(at);
+        }
         if reconnected.is_none() && connections(&s) > connections_dark {
-            reconnected = Some(Instant::now());
+            // The attempt that connected started when the last wait ended.
+            let began = last_retry.map_or(light, |ms| {
+                let ago = (now_secs() - ms as f64 / 1e3).max(0.0);
+                Instant::now() - Duration::from_secs_f64(ago)
+            });
+            reconnected = Some(began.max(light));
         }
         if reconnected.is_some() && lag <= 2 {
             break (Instant::now(), sent(&s));
@@ -273,7 +285,7 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     let speed = drained_s / drain.as_secs_f64();
     let mb = sent_total.saturating_sub(sent_dark) as f64 / 1e6;
     println!(
-        "faults: a {backlog_s:.0} s, {backlog_mb:.0} MB backlog; the sender was connected again {:.1} s after the blackhole ended, \
+        "faults: a {backlog_s:.0} s, {backlog_mb:.0} MB backlog; the sender's first attempt on the route back began {:.1} s after the blackhole ended, \
          then {drained_s:.0} s of media ({mb:.0} MB) drained in {:.2} s: {speed:.0}× real time ({:.1} MB/s)",
         wait.as_secs_f64(),
         drain.as_secs_f64(),
