@@ -591,37 +591,80 @@ fn a_refused_producer_still_sending_its_body_gets_the_refusal_not_a_reset() {
     // reset, and the producer's write would fail before it read the answer
     // (through a proxy the answer itself was lost), so it could not tell a
     // held stream from a network failure.
-    let chunk = [
-        format!("{:x}\r\n", 64 * 1024).into_bytes(),
-        vec![0u8; 64 * 1024],
-        b"\r\n".to_vec(),
-    ]
-    .concat();
     for round in 0..3 {
         let mut refused = open_put_media(port, "held");
-        let began = std::time::Instant::now();
-        let mut written = 0usize;
-        // 64 KB every 5 ms for half a second: 100 Mbit/s, a backlog's pace.
-        while began.elapsed() < Duration::from_millis(500) {
-            if let Err(e) = refused.write_all(&chunk) {
-                panic!("round {round}: writing the body failed after {written} bytes: {e}");
-            }
-            written += chunk.len();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let mut answer = vec![0u8; 4096];
-        let n = refused.read(&mut answer).unwrap();
-        let answer = String::from_utf8_lossy(&answer[..n]);
+        let written = write_body_for_half_a_second(&mut refused)
+            .unwrap_or_else(|(n, e)| panic!("round {round}: writing the body failed after {n} bytes: {e}"));
+        let answer = read_some(&mut refused);
         assert!(answer.starts_with("HTTP/1.1 400"), "round {round}: {answer}");
         assert!(
             answer.contains("ConnectionLimitExceededException"),
             "round {round}: {answer}"
         );
         println!(
-            "ingest: refused producer {round} wrote {:.1} MB of body unhindered in {:.2} s, then read the 400",
-            written as f64 / 1e6,
-            began.elapsed().as_secs_f64()
+            "ingest: refused producer {round} wrote {:.1} MB of body unhindered, then read the 400",
+            written as f64 / 1e6
         );
     }
     drop(holder);
+}
+
+/// Writes 64 KB chunks of zeros every 5 ms for half a second (100 Mbit/s,
+/// a backlog's pace); the bytes written, or how many before an error.
+fn write_body_for_half_a_second(s: &mut TcpStream) -> Result<usize, (usize, std::io::Error)> {
+    let chunk = [
+        format!("{:x}\r\n", 64 * 1024).into_bytes(),
+        vec![0u8; 64 * 1024],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    let began = std::time::Instant::now();
+    let mut written = 0usize;
+    while began.elapsed() < Duration::from_millis(500) {
+        s.write_all(&chunk).map_err(|e| (written, e))?;
+        written += chunk.len();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(written)
+}
+
+/// What the gateway sent within half a second of quiet (up to 64 KB), as
+/// text.
+fn read_some(s: &mut TcpStream) -> String {
+    let mut answer = vec![0u8; 64 * 1024];
+    let mut n = 0;
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    while n < answer.len() {
+        match s.read(&mut answer[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[test]
+fn a_producer_still_sending_after_an_error_reads_the_error_not_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
+    let _gateway = start_agent(&config, port);
+    // Zeros are not MKV: ERROR 4006 at the first chunk, while the producer
+    // writes on. The gateway drains the rest of the body after the ERROR,
+    // so the producer's writes go through and it reads the ERROR.
+    for round in 0..3 {
+        let mut producer = open_put_media(port, &format!("bad-{round}"));
+        let written = write_body_for_half_a_second(&mut producer)
+            .unwrap_or_else(|(n, e)| panic!("round {round}: writing the body failed after {n} bytes: {e}"));
+        let answer = read_some(&mut producer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "round {round}: {answer}");
+        assert!(
+            answer.contains(r#""EventType":"ERROR""#) && answer.contains(r#""ErrorId":4006"#),
+            "round {round}: {answer}"
+        );
+        println!(
+            "ingest: producer {round} wrote {:.1} MB past its ERROR unhindered, then read the ERROR",
+            written as f64 / 1e6
+        );
+    }
 }

@@ -22,6 +22,24 @@ fn chunk(s: &mut TcpStream, line: &str) -> std::io::Result<()> {
     write!(s, "{:x}\r\n{line}\r\n", line.len())
 }
 
+/// Reads and drops the rest of the body for up to 2 s, as the gateway
+/// does after an ERROR: closed with the body unread, the connection would
+/// be reset, and the sender, still writing, could lose the ERROR.
+fn drain(mut r: BufReader<TcpStream>) -> std::io::Result<()> {
+    r.get_ref().set_read_timeout(Some(Duration::from_millis(100)))?;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let mut buf = vec![0u8; 64 * 1024];
+    while std::time::Instant::now() < until {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
 /// One PutMedia connection: acknowledge clusters; the second new cluster of
 /// all gets `error_id` the first time (then the connection ends).
 fn serve(stream: TcpStream, seen: Seen, error_id: u32, errored: Arc<Mutex<bool>>) -> std::io::Result<()> {
@@ -71,7 +89,8 @@ fn serve(stream: TcpStream, seen: Seen, error_id: u32, errored: Arc<Mutex<bool>>
                             &mut out,
                             &format!(r#"{{"EventType":"ERROR","FragmentTimecode":{timecode},"ErrorId":{error_id}}}"#),
                         )?;
-                        return out.write_all(b"0\r\n\r\n");
+                        out.write_all(b"0\r\n\r\n")?;
+                        return drain(r);
                     }
                     chunk(
                         &mut out,

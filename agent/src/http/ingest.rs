@@ -134,27 +134,32 @@ pub fn refuse(status: StatusCode, exception: &str, message: &str) -> Response<Bo
 /// name and the message of [`refuse`].
 struct Refusal(StatusCode, &'static str, String);
 
-/// How long a refused PutMedia's body is still read, and how much of it.
-const REFUSAL_LINGER: Duration = Duration::from_secs(2);
-const REFUSAL_LINGER_BYTES: usize = 64 * 1024 * 1024;
+/// How long the rest of a body the gateway no longer wants (refused, or
+/// after an ERROR) is still read, and how much of it.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
-/// Sends a refusal while the producer is still sending its body, and reads
-/// (and drops) that body for a while. Closing at once with the body unread
-/// would reset the connection (TCP RST), and a producer busy writing would
-/// see "connection reset" or "error writing a body" instead of the answer:
-/// it could not tell "this stream is held, ask again shortly" from a
-/// network failure, and would back off as from one.
-fn linger(mut body: Incoming, refusal: Response<Body>) -> Response<Body> {
-    tokio::spawn(async move {
-        let until = tokio::time::Instant::now() + REFUSAL_LINGER;
-        let mut read = 0;
-        while read < REFUSAL_LINGER_BYTES {
-            match tokio::time::timeout_at(until, body.frame()).await {
-                Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, Bytes::len),
-                _ => break,
-            }
+/// Reads and drops what remains of `body`, within [`LINGER`] and
+/// [`LINGER_BYTES`]. A connection closed with its body unread is reset
+/// (TCP RST), and a producer busy writing sees "connection reset" or "error
+/// writing a body" instead of the answer it was sent: a refusal reads as a
+/// network failure (it backs off instead of asking again shortly), and an
+/// ERROR ACK is lost (a skip ErrorId's fragment is sent again).
+async fn drain(body: &mut Incoming) {
+    let until = tokio::time::Instant::now() + LINGER;
+    let mut read = 0;
+    while read < LINGER_BYTES {
+        match tokio::time::timeout_at(until, body.frame()).await {
+            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, Bytes::len),
+            _ => break,
         }
-    });
+    }
+}
+
+/// Sends a refusal while the producer may still be sending its body, which
+/// is drained meanwhile.
+fn linger(mut body: Incoming, refusal: Response<Body>) -> Response<Body> {
+    tokio::spawn(async move { drain(&mut body).await });
     refusal
 }
 
@@ -353,8 +358,8 @@ impl Ingest {
         // The body: read as it comes; IDLE while it does not.
         let ingest = self.clone();
         tokio::spawn(async move {
-            let _slot = slot;
             let mut quiet = Duration::ZERO;
+            let mut refused_rest = false;
             loop {
                 match tokio::time::timeout(IDLE_EVERY, body.frame()).await {
                     Ok(Some(Ok(frame))) => {
@@ -363,7 +368,8 @@ impl Ingest {
                             let n = data.len() as u64;
                             ingest.update(&name, |s| s.bytes_received += n);
                             if data_tx.send(data).await.is_err() {
-                                break; // the session ended it (ERROR)
+                                refused_rest = true; // the session ended it (ERROR)
+                                break;
                             }
                         }
                     }
@@ -396,6 +402,13 @@ impl Ingest {
             drop(ack_tx);
             let _ = worker.await;
             ingest.update(&name, |s| s.connected = false);
+            // The stream is free for the producer's next connection while
+            // the rest of this body is drained, so that the ERROR (now
+            // sent, the response ended) is read rather than reset away.
+            drop(slot);
+            if refused_rest {
+                drain(&mut body).await;
+            }
         });
         let mut r = Response::new(AckBody(ack_rx).boxed());
         r.headers_mut()
