@@ -475,3 +475,26 @@ pub fn post_json(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) 
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
+
+/// A `[[streams]]` entry named `cam`: 4 Mbit/s of noise (incompressible,
+/// so x264 spends it all), 320x240 at 30 fps, 2 s fragments, no audio.
+pub const NOISE_4MBPS_STREAM: &str = "[[streams]]\nname = \"cam\"\naudio = \"none\"\n\
+     video = \"pipeline:videotestsrc is-live=true pattern=snow \
+     ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
+     ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=60 ! h264parse\"\n";
+
+/// Opens an unsigned PutMedia to a gateway on 127.0.0.1:`port` for
+/// `stream`, ABSOLUTE timecodes, a chunked body with nothing in it yet;
+/// reads time out after 5 s.
+pub fn open_put_media(port: u16, stream: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-amzn-stream-name: {stream}\r\n\
+         x-amzn-fragment-timecode-type: ABSOLUTE\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    s
+}

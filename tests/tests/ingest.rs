@@ -561,19 +561,6 @@ fn post_json_with(port: u16, path: &str, body: &str, extra: &[(String, String)])
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
-/// Opens a PutMedia for `stream` with a chunked body and nothing in it yet.
-fn open_put_media(port: u16, stream: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-amzn-stream-name: {stream}\r\n\
-         x-amzn-fragment-timecode-type: ABSOLUTE\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
-}
-
 #[test]
 fn a_refused_producer_still_sending_its_body_gets_the_refusal_not_a_reset() {
     let dir = tempfile::tempdir().unwrap();
@@ -592,10 +579,7 @@ fn a_refused_producer_still_sending_its_body_gets_the_refusal_not_a_reset() {
     // (through a proxy the answer itself was lost), so it could not tell a
     // held stream from a network failure.
     for round in 0..3 {
-        let mut refused = open_put_media(port, "held");
-        let written = write_body_for_half_a_second(&mut refused)
-            .unwrap_or_else(|(n, e)| panic!("round {round}: writing the body failed after {n} bytes: {e}"));
-        let answer = read_some(&mut refused);
+        let (written, answer) = send_half_a_second_then_read(port, "held", round);
         assert!(answer.starts_with("HTTP/1.1 400"), "round {round}: {answer}");
         assert!(
             answer.contains("ConnectionLimitExceededException"),
@@ -609,9 +593,13 @@ fn a_refused_producer_still_sending_its_body_gets_the_refusal_not_a_reset() {
     drop(holder);
 }
 
-/// Writes 64 KB chunks of zeros every 5 ms for half a second (100 Mbit/s,
-/// a backlog's pace); the bytes written, or how many before an error.
-fn write_body_for_half_a_second(s: &mut TcpStream) -> Result<usize, (usize, std::io::Error)> {
+/// Opens a PutMedia for `stream` and writes 64 KB chunks of zeros every
+/// 5 ms for half a second (100 Mbit/s, a backlog's pace), whatever the
+/// gateway answers meanwhile; then reads what it sent (up to 64 KB, until
+/// half a second of quiet). The bytes written and the answer; a failed
+/// write panics, naming `round`.
+fn send_half_a_second_then_read(port: u16, stream: &str, round: usize) -> (usize, String) {
+    let mut s = open_put_media(port, stream);
     let chunk = [
         format!("{:x}\r\n", 64 * 1024).into_bytes(),
         vec![0u8; 64 * 1024],
@@ -621,16 +609,12 @@ fn write_body_for_half_a_second(s: &mut TcpStream) -> Result<usize, (usize, std:
     let began = std::time::Instant::now();
     let mut written = 0usize;
     while began.elapsed() < Duration::from_millis(500) {
-        s.write_all(&chunk).map_err(|e| (written, e))?;
+        if let Err(e) = s.write_all(&chunk) {
+            panic!("round {round}: writing the body failed after {written} bytes: {e}");
+        }
         written += chunk.len();
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(written)
-}
-
-/// What the gateway sent within half a second of quiet (up to 64 KB), as
-/// text.
-fn read_some(s: &mut TcpStream) -> String {
     let mut answer = vec![0u8; 64 * 1024];
     let mut n = 0;
     s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
@@ -640,7 +624,7 @@ fn read_some(s: &mut TcpStream) -> String {
             Ok(k) => n += k,
         }
     }
-    String::from_utf8_lossy(&answer[..n]).into_owned()
+    (written, String::from_utf8_lossy(&answer[..n]).into_owned())
 }
 
 #[test]
@@ -653,10 +637,7 @@ fn a_producer_still_sending_after_an_error_reads_the_error_not_a_reset() {
     // writes on. The gateway drains the rest of the body after the ERROR,
     // so the producer's writes go through and it reads the ERROR.
     for round in 0..3 {
-        let mut producer = open_put_media(port, &format!("bad-{round}"));
-        let written = write_body_for_half_a_second(&mut producer)
-            .unwrap_or_else(|(n, e)| panic!("round {round}: writing the body failed after {n} bytes: {e}"));
-        let answer = read_some(&mut producer);
+        let (written, answer) = send_half_a_second_then_read(port, &format!("bad-{round}"), round);
         assert!(answer.starts_with("HTTP/1.1 200"), "round {round}: {answer}");
         assert!(
             answer.contains(r#""EventType":"ERROR""#) && answer.contains(r#""ErrorId":4006"#),

@@ -139,21 +139,14 @@ fn refused(port: u16, stream: &str) -> u64 {
 
 #[test]
 fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_freed() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
     let (gport, sport) = (free_tcp_port(), free_tcp_port());
     let gconfig = gateway_config(dir.path(), gport, GatewayAuth::None);
     let gateway = start_agent(&gconfig, gport);
     // Another producer holds the stream: its PutMedia was answered 200 and
     // it sends nothing yet.
-    let mut holder = std::net::TcpStream::connect(("127.0.0.1", gport)).unwrap();
-    write!(
-        holder,
-        "POST /putMedia HTTP/1.1\r\nHost: 127.0.0.1:{gport}\r\nx-amzn-stream-name: held\r\n\
-         x-amzn-fragment-timecode-type: ABSOLUTE\r\nTransfer-Encoding: chunked\r\n\r\n"
-    )
-    .unwrap();
-    holder.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut holder = open_put_media(gport, "held");
     let mut head = [0u8; 12];
     holder.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
@@ -163,11 +156,7 @@ fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_free
     let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
-             [[streams]]\nname = \"cam\"\naudio = \"none\"\n\
-             video = \"pipeline:videotestsrc is-live=true pattern=snow \
-             ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
-             ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=30 ! h264parse\"\n\
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n{NOISE_4MBPS_STREAM}\
              [streams.upload]\nkvs_stream = \"held\"\nauth = \"none\"\n\
              data_endpoint = \"http://127.0.0.1:{gport}\"\n",
             dir.path().join("sstore")
@@ -179,10 +168,16 @@ fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_free
     // every 2 s rather than backing off.
     let began = std::time::Instant::now();
     let mut errors = std::collections::BTreeSet::new();
+    // The longest wait before a next try the sender announced.
+    let mut longest_wait = 0.0f64;
     while began.elapsed() < Duration::from_secs(11) {
-        if let Some(e) = api_stream(sport, "cam").and_then(|s| s["uploader"]["last_error"].as_str().map(str::to_owned))
-        {
-            errors.insert(e);
+        if let Some(up) = api_stream(sport, "cam").map(|s| s["uploader"].clone()) {
+            if let Some(e) = up["last_error"].as_str() {
+                errors.insert(e.to_owned());
+            }
+            if let Some(at) = up["retry_at_ms"].as_u64() {
+                longest_wait = longest_wait.max(at as f64 / 1e3 - now_secs());
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -191,7 +186,7 @@ fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_free
         .as_u64()
         .unwrap();
     println!(
-        "upload: {tries} tries refused in 11 s with a {:.1} MB backlog; the sender saw {errors:?}",
+        "upload: {tries} tries refused in 11 s with a {:.1} MB backlog, at most {longest_wait:.2} s apart; the sender saw {errors:?}",
         backlog as f64 / 1e6
     );
     assert!(!errors.is_empty());
@@ -202,6 +197,11 @@ fn a_sender_refused_for_a_held_stream_asks_again_every_2_s_and_gets_it_when_free
         );
     }
     assert!(tries >= 4, "{tries} tries in 11 s: the sender backed off");
+    // 2 s and up to 250 ms of jitter; a backoff would have reached 4 s.
+    assert!(
+        (1.0..=2.4).contains(&longest_wait),
+        "the sender waited up to {longest_wait:.2} s between tries"
+    );
     assert!(
         backlog > 2_000_000,
         "the backlog was {backlog} bytes: too small to be mid-body"

@@ -159,11 +159,7 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     let sconfig = write_config(
         &dir.path().join("sender.toml"),
         format!(
-            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n\
-             [[streams]]\nname = \"cam\"\naudio = \"none\"\n\
-             video = \"pipeline:videotestsrc is-live=true pattern=snow \
-             ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 \
-             ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=4000 key-int-max=60 ! h264parse\"\n\
+            "[store]\npath = {:?}\nmin_free_mb = 0\n[http]\nlisten = \"127.0.0.1:{sport}\"\n{NOISE_4MBPS_STREAM}\
              [streams.upload]\nkvs_stream = \"cam-up\"\nendpoint = \"http://127.0.0.1:{}\"\n\
              max_mbps = 2000\nmax_fragments_per_second = 100\n\
              access_key_id = \"AKIDSENDER\"\nsecret_access_key = \"sender/secret\"\n\
