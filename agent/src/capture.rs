@@ -96,6 +96,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
     let mut totals = Totals::default();
     let mut events = Vec::new();
     let mut first_pts: Option<Timestamp> = None;
+    let mut reached_duration = false;
     let mut quiet_since: Option<Instant> = None;
     let mut frame_log = match &args.frame_log {
         Some(p) => {
@@ -190,6 +191,7 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         };
         let first = *first_pts.get_or_insert(frame.pts);
         if frame.pts.saturating_since(first) >= args.duration {
+            reached_duration = true;
             break;
         }
         if let Err(e) = fragmenter.push(frame, &mut events) {
@@ -205,13 +207,21 @@ pub fn run(args: &CaptureArgs) -> Result<()> {
         }
     }
     // Frames still in flight (a sensor's open rotation) belong to the capture.
+    // Stopped on media time, only those before the limit: the frame that hit
+    // it was left out, and a P-frame after a left-out key frame would be
+    // undecodable. Stopped on the wall clock, the last second in flight too.
+    let drain_limit = if reached_duration {
+        args.duration
+    } else {
+        args.duration + Duration::from_secs(1)
+    };
     capture.stop();
     let drain_until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < drain_until {
         match capture.next_frame(Duration::from_millis(200))? {
             Poll::Frame(f) => {
                 let first = *first_pts.get_or_insert(f.pts);
-                if f.pts.saturating_since(first) < args.duration + Duration::from_secs(1) {
+                if f.pts.saturating_since(first) < drain_limit {
                     if let Err(e) = fragmenter.push(f, &mut events) {
                         warn!(error = %e, "frame refused");
                     }

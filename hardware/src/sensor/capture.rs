@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use fragmenter::{Frame, Timestamp, Track, TrackId};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 #[cfg(feature = "socketcan")]
 use super::ars408::{Ars408Assembler, Ars408Mode};
@@ -266,8 +266,40 @@ fn bind(host: &str, port: u16) -> Result<UdpSocket, SensorCaptureError> {
     })?;
     socket
         .set_read_timeout(Some(POLL))
-        .map_err(|error| SensorCaptureError::Bind { addr, error })?;
+        .map_err(|error| SensorCaptureError::Bind {
+            addr: addr.clone(),
+            error,
+        })?;
+    widen_receive_buffer(&socket, &addr);
     Ok(socket)
+}
+
+/// What a sensor socket asks the kernel to buffer: an Ouster OS-1-128
+/// rotation at 1024×10 is about 1.6 MB, and the reader may be descheduled
+/// for tens of milliseconds on a loaded Pi while packets keep coming.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Ask for [`RECEIVE_BUFFER`]. Linux caps it at `net.core.rmem_max` (208 KB
+/// on a stock Debian or Raspberry Pi OS: half a 32-beam Ouster rotation), so
+/// say so and how to raise it rather than let packets drop silently.
+fn widen_receive_buffer(socket: &UdpSocket, addr: &str) {
+    let s = socket2::SockRef::from(socket);
+    if let Err(e) = s.set_recv_buffer_size(RECEIVE_BUFFER) {
+        warn!(%addr, error = %e, "cannot set the socket's receive buffer");
+        return;
+    }
+    // Linux reports twice what it grants (the other half is its overhead).
+    match s.recv_buffer_size() {
+        Ok(got) if got / 2 < RECEIVE_BUFFER => warn!(
+            %addr,
+            receive_buffer_kb = got / 2048,
+            wanted_kb = RECEIVE_BUFFER / 1024,
+            "the kernel capped this sensor socket's receive buffer; bursts may drop packets \
+             (raise it with: sysctl -w net.core.rmem_max={RECEIVE_BUFFER})"
+        ),
+        Ok(got) => debug!(%addr, receive_buffer_kb = got / 2048, "sensor socket receive buffer"),
+        Err(e) => warn!(%addr, error = %e, "cannot read the socket's receive buffer size"),
+    }
 }
 
 fn open_serial(
