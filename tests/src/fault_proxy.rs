@@ -18,6 +18,8 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// One proxied connection.
 struct Link {
+    /// Which accept it was (to forget it once closed).
+    id: u64,
     client: TcpStream,
     upstream: TcpStream,
     /// Set by [`FaultProxy::stall`]: this connection moves nothing until
@@ -53,10 +55,10 @@ impl FaultProxy {
             while !s.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        s.accepted.fetch_add(1, Ordering::SeqCst);
+                        let id = s.accepted.fetch_add(1, Ordering::SeqCst);
                         client.set_nonblocking(false).unwrap();
                         let s = s.clone();
-                        thread::spawn(move || serve(client, upstream, &s));
+                        thread::spawn(move || serve(id, client, upstream, &s));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL),
                     Err(_) => thread::sleep(POLL),
@@ -78,7 +80,8 @@ impl FaultProxy {
     }
 
     /// Freeze every open connection (no byte either way) until
-    /// [`FaultProxy::release`]; new connections pass.
+    /// [`FaultProxy::release`]; new connections pass. Returns how many
+    /// were open (closed ones are forgotten).
     pub fn stall(&self) -> usize {
         let links = self.shared.links.lock().unwrap();
         for l in links.iter() {
@@ -100,6 +103,11 @@ impl FaultProxy {
         self.shared.blackhole.store(on, Ordering::SeqCst);
     }
 
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.shared.links.lock().unwrap().len()
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -118,7 +126,7 @@ impl Drop for FaultProxy {
     }
 }
 
-fn serve(client: TcpStream, upstream_port: u16, s: &Arc<Shared>) {
+fn serve(id: u64, client: TcpStream, upstream_port: u16, s: &Arc<Shared>) {
     // A connection taken during a blackhole waits, silent, for the route
     // to come back (or for its sender to give up).
     while s.blackhole.load(Ordering::SeqCst) && !s.stop.load(Ordering::SeqCst) {
@@ -132,6 +140,7 @@ fn serve(client: TcpStream, upstream_port: u16, s: &Arc<Shared>) {
     let _ = client.set_nodelay(true);
     let stalled = Arc::new(AtomicBool::new(false));
     s.links.lock().unwrap().push(Link {
+        id,
         client: client.try_clone().unwrap(),
         upstream: upstream.try_clone().unwrap(),
         stalled: stalled.clone(),
@@ -141,6 +150,7 @@ fn serve(client: TcpStream, upstream_port: u16, s: &Arc<Shared>) {
     let down = thread::spawn(move || pump(u2, c2, &s2, &st2, false));
     pump(client, upstream, s, &stalled, true);
     let _ = down.join();
+    s.links.lock().unwrap().retain(|l| l.id != id);
 }
 
 /// Copy `from` → `to` while the faults allow; close both at the end.
@@ -236,5 +246,19 @@ mod tests {
         assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
         assert_eq!(proxy.accepted(), 2);
         assert_eq!(proxy.bytes_up(), 15);
+
+        // A connection its client closed is forgotten: no longer counted
+        // as open by the next stall.
+        let mut e = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        e.write_all(b"x").unwrap();
+        e.read_exact(&mut b[..1]).unwrap();
+        assert_eq!(proxy.stall(), 1);
+        proxy.release();
+        drop(e);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while proxy.open() != 0 {
+            assert!(std::time::Instant::now() < deadline, "a closed link is still counted");
+            thread::sleep(POLL);
+        }
     }
 }

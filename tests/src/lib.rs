@@ -275,9 +275,17 @@ fn start_agent_with_log(config: &Path, port: u16, log: Option<&Path>) -> Running
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let agent = RunningAgent { child };
+    let mut agent = RunningAgent { child };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
+        // An agent that exited (its port taken since free_tcp_port, a bad
+        // config) must not pass for another one answering on that port.
+        if let Ok(Some(status)) = agent.child.try_wait() {
+            panic!(
+                "edge-agent run -c {} exited before answering on port {port}: {status}",
+                config.display()
+            );
+        }
         if let Ok((200, _)) = http_get(port, "/healthz") {
             return agent;
         }
@@ -318,6 +326,27 @@ pub fn free_udp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Wait (up to 20 s) until some process listens on UDP `port`: a sender
+/// that starts earlier loses its first packets.
+pub fn wait_udp_bound(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let bound = || {
+        ["/proc/net/udp", "/proc/net/udp6"].iter().any(|t| {
+            std::fs::read_to_string(t)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .any(|local| format!("{local} ").ends_with(&needle))
+        })
+    };
+    wait_for(
+        &format!("a listener on udp port {port}"),
+        std::time::Duration::from_secs(20),
+        bound,
+    );
 }
 
 /// Poll `f` every 200 ms until it holds; panic naming `what` after `timeout`.

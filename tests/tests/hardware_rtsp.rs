@@ -130,7 +130,7 @@ fn capture_survives_an_rtsp_server_restart() {
     );
 
     let frames = read_frame_log(&log);
-    // Capture resumed within 5 s of the server coming back.
+    // Capture resumed soon after the server came back.
     let (before, after) = largest_video_gap(&frames);
     eprintln!(
         "killed at {killed:.3}, restarted at {restarted:.3}; video gap {before:.3} .. {after:.3} ({:.3} s)",
@@ -140,8 +140,11 @@ fn capture_survives_an_rtsp_server_restart() {
         before <= killed + 0.5,
         "the gap starts at the kill ({before:.3} vs {killed:.3})"
     );
+    // The source retries 0.25, 0.5, 1, 2, 4 s apart (±20 %) after the kill:
+    // a server slow to come back (on a loaded machine) is found by the next
+    // try, up to 4.8 s later, plus the RTSP set-up.
     assert!(
-        after < restarted + 5.0,
+        after < restarted + 7.0,
         "resumed {:.3} s after the server restarted",
         after - restarted
     );

@@ -260,7 +260,9 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
             )
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the good stream connected", Duration::from_secs(10), || {
+        api_stream(port, "good").is_some_and(|s| s["ingest"]["connected"] == true)
+    });
 
     // The same stream twice at once: the newer connection is refused.
     let (status, _) = put_media(port, &refs(&absolute("good")), &body[..100], 100, Duration::ZERO);
@@ -308,6 +310,11 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
     }
     // The figures: per stream in /api/streams and /metrics.
     let fragments = cluster_timecodes(&body).len() as u64;
+    // The flag clears when the gateway's worker ends, a moment after the
+    // response the producer read.
+    wait_for("the good stream disconnected", Duration::from_secs(10), || {
+        api_stream(port, "good").is_some_and(|s| s["ingest"]["connected"] == false)
+    });
     let i = api_stream(port, "good").unwrap()["ingest"].clone();
     assert_eq!(i["connections"], 1, "{i}");
     assert_eq!(i["refused"], 1, "{i}");

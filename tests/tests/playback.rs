@@ -217,9 +217,12 @@ fn live_and_on_demand_dash_play_in_chromium_with_dashjs() {
     let _one = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (_agent, port) = agent_with_fragments(dir.path(), 6);
-    let live = play(
+    // Real time in a browser on a busy 2-core machine: a stall gets another
+    // go, printed, as for HLS; the bar stays at 18 s of 20.
+    let live = play_live(
         port,
         &["--player", "dash", "--url", "/dash/cam/live.mpd", "--seconds", "20"],
+        |r| r["played"].as_f64().unwrap_or(0.0) >= 18.0,
     );
     assert_played(&live, 18.0);
     if let Some(latency) = live["latency"].as_f64() {

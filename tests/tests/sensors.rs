@@ -76,7 +76,7 @@ fn ouster_pcap_replayed_into_capture_is_stored_byte_for_byte() {
         4,
         &out,
     );
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_udp_bound(port);
     replay_pcap(&pcap, port, 7502);
     let summary = finish(child);
     assert!(summary.contains("1 frame(s)"), "{summary}");
@@ -133,7 +133,7 @@ fn synthetic_velodyne_rotations_replay_and_store_every_packet_in_order() {
     let out = dir.path().join("v.mkv");
     let port = free_udp_port();
     let child = spawn_capture(&format!("velodyne:udp://127.0.0.1:{port}"), 5, &out);
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_udp_bound(port);
     replay_pcap(&pcap, port, 2368);
     finish(child);
 
@@ -281,6 +281,7 @@ fn a_recording_agent_serves_lidar_frames_as_points_for_the_ui() {
     )
     .unwrap();
     let _agent = start_agent(&config, port);
+    wait_udp_bound(udp);
     // Two bursts far enough apart that the first fragment closes.
     replay_pcap(&pcap, udp, 2368);
     std::thread::sleep(Duration::from_millis(1500));

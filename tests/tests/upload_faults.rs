@@ -186,11 +186,13 @@ fn a_4_mbps_stream_through_drops_stalls_and_a_blackhole_arrives_whole_and_drains
     // it (no ACK for 20 s) and its new connection carries on once the
     // gateway has let the frozen one go.
     let before = count();
-    assert_eq!(proxy.stall(), 1, "one PutMedia connection open");
+    // The PutMedia connection, and maybe a control-plane one kept alive.
+    let frozen = proxy.stall();
+    assert!(frozen >= 1, "no connection open to stall");
     let stalled = Instant::now();
     wait_for("uploads past a stall", Duration::from_secs(120), persisted(before + 2));
     println!(
-        "faults: a frozen connection was replaced; uploads resumed {:.1} s into the stall",
+        "faults: {frozen} open connection(s) frozen and replaced; uploads resumed {:.1} s into the stall",
         stalled.elapsed().as_secs_f64()
     );
     proxy.release();

@@ -288,17 +288,23 @@ fn gstreamer_webrtcbin_receives_the_stream_and_a_vanished_viewer_is_dropped() {
     });
     // The client's decoder asks for a key frame every second, as after a
     // loss; webrtcbin turns that into a PLI to the agent.
-    let child = gst_client(port, 5)
+    let mut child = gst_client(port, 5)
         .args(["--key-frame-every", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Counted for as long as the client runs (its 5 s start only once it
+    // has negotiated, later on a loaded machine), and once after.
     let (mut plis, mut to_encoder) = (0, 0);
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
+    loop {
+        let exited = child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60);
         if let Some(w) = stream(&streams(port), "cam").map(|s| s["webrtc"].clone()) {
             plis = plis.max(w["key_frame_requests"].as_u64().unwrap_or(0));
             to_encoder = to_encoder.max(w["key_frames_requested"].as_u64().unwrap_or(0));
+        }
+        if exited {
+            break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -307,7 +313,8 @@ fn gstreamer_webrtcbin_receives_the_stream_and_a_vanished_viewer_is_dropped() {
     println!("whep-gst-client: {stdout}");
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(r["ok"], true, "{r}");
-    assert!(r["video_frames"].as_u64() >= Some(100), "{r}");
+    // About 140 in its 5 s here; the bound leaves room for a loaded machine.
+    assert!(r["video_frames"].as_u64() >= Some(75), "{r}");
     println!(
         "the client asked {} times; the agent saw {plis} PLI/FIR and asked the encoder {to_encoder} times",
         r["key_requests"]
@@ -532,8 +539,8 @@ fn web_ui_watches_over_webrtc_beside_hls_and_talks() {
     let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(r["ok"], true, "{r}");
-    // 5 s at 30 fps, less start-up.
-    assert!(r["watch"]["frames"].as_u64() >= Some(90), "{r}");
+    // 5 s at 30 fps, less start-up (about 140 here; room for a loaded machine).
+    assert!(r["watch"]["frames"].as_u64() >= Some(75), "{r}");
     assert_eq!(
         (r["watch"]["width"].as_u64(), r["watch"]["height"].as_u64()),
         (Some(WIDTH), Some(HEIGHT)),

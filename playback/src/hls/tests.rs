@@ -234,8 +234,9 @@ async fn a_segment_completes_in_the_same_playlist_that_opens_the_next() {
     let gop = open_fragment(&archive, 4.0, 40);
     let m = get(&pb, "/hls/cam/live.m3u8").await.text();
     assert!(m.contains("part/3.0.m4s"), "{m}");
-    // Segment 3 (MSN 2) ends and, 100 ms later, the recorder starts the
-    // next fragment: the playlist that first shows segment 3 complete must
+    // Segment 3 (MSN 2) ends and, 10 ms later, the recorder starts the
+    // next fragment (it takes milliseconds; the packager holds an end for
+    // 200 ms, which a longer pause here would eat on a loaded machine): the playlist that first shows segment 3 complete must
     // already hint the next one's first part (hls.js loses its timeline on
     // a playlist ending in a bare EXTINF whose reload also slides).
     let next = recording().gop_at(1, at_secs(6.0), false);
@@ -245,7 +246,7 @@ async fn a_segment_completes_in_the_same_playlist_that_opens_the_next() {
             archive.push_frame("cam", f.clone());
         }
         archive.end_fragment("cam");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         archive.begin_fragment("cam", next[0].pts)
     });
     let m = got.text();
