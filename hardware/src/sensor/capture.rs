@@ -552,3 +552,26 @@ fn read_loop(
     }
     let _ = tx.send(Item::End);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensor_sockets_get_the_receive_buffer_the_kernel_allows() {
+        let Some(cap) = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+        else {
+            eprintln!("SKIPPED: /proc/sys/net/core/rmem_max is not readable");
+            return;
+        };
+        let socket = bind("127.0.0.1", 0).unwrap();
+        // Linux reports double what it grants.
+        let granted = socket2::SockRef::from(&socket).recv_buffer_size().unwrap() / 2;
+        assert!(
+            granted >= RECEIVE_BUFFER.min(cap),
+            "granted {granted} bytes; asked {RECEIVE_BUFFER}, the kernel allows {cap}"
+        );
+    }
+}
