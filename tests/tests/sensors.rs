@@ -174,7 +174,19 @@ fn mmwave_frames_through_a_pty_pair_survive_garbage_and_arrive_exactly() {
         4,
         &out,
     );
-    std::thread::sleep(Duration::from_millis(1200));
+    // Written before the capture opens its port, the first frames could be
+    // lost: wait until the process holds the data TTY open.
+    let opened = |path: &Path| {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+            })
+            .unwrap_or(false)
+    };
+    wait_for("the capture to open the data TTY", Duration::from_secs(20), || {
+        opened(&data_path)
+    });
     let mut master = std::fs::File::from(data.master);
     let mut frames = Vec::new();
     for n in 0..20u32 {
