@@ -280,7 +280,7 @@ fn bad_bodies_get_the_services_errors_while_another_stream_carries_on() {
     ];
     for (what, bad, expected) in cases {
         let (status, acks) = put_media(port, &refs(&absolute("bad")), &bad, 1000, Duration::ZERO);
-        assert_eq!(status, "HTTP/1.1 200 OK", "{what}");
+        assert_eq!(status, "HTTP/1.1 200 OK", "{what}: {acks:?}");
         assert_eq!(error_id(&acks), Some(expected), "{what}: {acks:?}");
         println!("{what}: ERROR {expected}");
     }
@@ -655,4 +655,44 @@ fn a_producer_still_sending_after_an_error_reads_the_error_not_a_reset() {
             written as f64 / 1e6
         );
     }
+}
+
+#[test]
+fn a_producer_that_asks_again_as_its_response_ends_is_not_refused() {
+    // A producer reads the end of its PutMedia response (after an ERROR,
+    // or its body done) and at once opens the next one for the same
+    // stream, as the uploader does at a rotation or after a skip. The
+    // gateway frees the stream before the response can end, so the next
+    // connection is never refused with ConnectionLimitExceeded. (CI once
+    // refused one: the stream was freed by another task a moment after the
+    // response ended. That window is too narrow to hit at will here; this
+    // guards the order: freeing the stream 20 ms late fails it at round 1.)
+    let dir = tempfile::tempdir().unwrap();
+    let body = captured_body(dir.path());
+    let port = free_tcp_port();
+    let config = gateway_config(dir.path(), port, GatewayAuth::None);
+    let _gateway = start_agent(&config, port);
+    let not_mkv = b"this is not matroska at all, just bytes".repeat(20);
+    let (mut errors, mut ended) = (0, 0);
+    for round in 0..40 {
+        let (sent, want_error): (&[u8], bool) = if round % 4 == 3 {
+            (&body, false)
+        } else {
+            (&not_mkv, true)
+        };
+        let (status, acks) = put_media(port, &refs(&absolute("again")), sent, 64 * 1024, Duration::ZERO);
+        assert_eq!(status, "HTTP/1.1 200 OK", "round {round}: {acks:?}");
+        if want_error {
+            assert_eq!(error_id(&acks), Some(4006), "round {round}: {acks:?}");
+            errors += 1;
+        } else {
+            assert_eq!(error_id(&acks), None, "round {round}: {acks:?}");
+            ended += 1;
+        }
+    }
+    let i = api_stream(port, "again").unwrap()["ingest"].clone();
+    assert_eq!(i["refused"], 0, "{i}");
+    println!(
+        "ingest: 40 back-to-back connections ({errors} ended by an ERROR, {ended} by their body's end), none refused"
+    );
 }

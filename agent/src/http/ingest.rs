@@ -354,6 +354,13 @@ impl Ingest {
                 send(&mut acks);
             }
             debug!(stream = %stream, persisted = session.persisted, "PutMedia session ended");
+            // The stream is free before this session's ACK sender goes, so
+            // before the response can end: a producer that read the end (or
+            // an ERROR) and at once asks again is not refused with
+            // ConnectionLimitExceeded by a slot that was about to go. The
+            // flag goes first, so it never clears a next connection's.
+            counted.update(&stream, |s| s.connected = false);
+            drop(slot);
         });
         // The body: read as it comes; IDLE while it does not.
         let ingest = self.clone();
@@ -401,11 +408,10 @@ impl Ingest {
             drop(data_tx);
             drop(ack_tx);
             let _ = worker.await;
-            ingest.update(&name, |s| s.connected = false);
-            // The stream is free for the producer's next connection while
-            // the rest of this body is drained, so that the ERROR (now
-            // sent, the response ended) is read rather than reset away.
-            drop(slot);
+            // The stream is free for the producer's next connection (the
+            // session let it go) while the rest of this body is drained, so
+            // that the ERROR (now sent, the response ended) is read rather
+            // than reset away.
             if refused_rest {
                 drain(&mut body).await;
             }
