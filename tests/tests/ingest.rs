@@ -663,10 +663,11 @@ fn a_producer_that_asks_again_as_its_response_ends_is_not_refused() {
     // or its body done) and at once opens the next one for the same
     // stream, as the uploader does at a rotation or after a skip. The
     // gateway frees the stream before the response can end, so the next
-    // connection is never refused with ConnectionLimitExceeded. (CI once
-    // refused one: the stream was freed by another task a moment after the
-    // response ended. That window is too narrow to hit at will here; this
-    // guards the order: freeing the stream 20 ms late fails it at round 1.)
+    // connection is never refused with ConnectionLimitExceeded. (A run of
+    // .ci/run once got that refusal: the stream was freed by another task a
+    // moment after the response ended. That window is too narrow to hit at
+    // will here; this guards the order: freeing the stream 20 ms late fails
+    // it at round 1.)
     let dir = tempfile::tempdir().unwrap();
     let body = captured_body(dir.path());
     let port = free_tcp_port();
