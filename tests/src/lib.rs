@@ -331,7 +331,8 @@ pub fn free_udp_port() -> u16 {
 /// Wait (up to 20 s) until some process listens on UDP `port`: a sender
 /// that starts earlier loses its first packets.
 pub fn wait_udp_bound(port: u16) {
-    let needle = format!(":{port:04X} ");
+    // The local address column: hex IP, ':', the port as 4 hex digits.
+    let suffix = format!(":{port:04X}");
     let bound = || {
         ["/proc/net/udp", "/proc/net/udp6"].iter().any(|t| {
             std::fs::read_to_string(t)
@@ -339,7 +340,7 @@ pub fn wait_udp_bound(port: u16) {
                 .lines()
                 .skip(1)
                 .filter_map(|l| l.split_whitespace().nth(1))
-                .any(|local| format!("{local} ").ends_with(&needle))
+                .any(|local| local.ends_with(&suffix))
         })
     };
     wait_for(

@@ -236,9 +236,10 @@ async fn a_segment_completes_in_the_same_playlist_that_opens_the_next() {
     assert!(m.contains("part/3.0.m4s"), "{m}");
     // Segment 3 (MSN 2) ends and, 10 ms later, the recorder starts the
     // next fragment (it takes milliseconds; the packager holds an end for
-    // 200 ms, which a longer pause here would eat on a loaded machine): the playlist that first shows segment 3 complete must
-    // already hint the next one's first part (hls.js loses its timeline on
-    // a playlist ending in a bare EXTINF whose reload also slides).
+    // 200 ms, which a longer pause here would eat on a loaded machine):
+    // the playlist that first shows segment 3 complete must already hint
+    // the next one's first part (hls.js loses its timeline on a playlist
+    // ending in a bare EXTINF whose reload also slides).
     let next = recording().gop_at(1, at_secs(6.0), false);
     let (got, id) = tokio::join!(get(&pb, "/hls/cam/live.m3u8?_HLS_msn=2"), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
